@@ -1,0 +1,795 @@
+//! Configuration: one TOML file read in two stages.
+//!
+//! Stage one (`reader`) walks the spanned TOML tree and collects every problem
+//! with its key path and line. Stage two (this file) turns what was read into
+//! the validated [`Config`] that the rest of the gateway uses; nothing past
+//! this module parses configured values again.
+
+mod reader;
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use http::HeaderValue;
+use http::uri::{Authority, Scheme};
+use ipnet::IpNet;
+
+use reader::{Ctx, Section, TableRef};
+pub use reader::{Problem, parse_duration, parse_size};
+
+/// Every problem found in a config file, reported together.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}", Problems(.0))]
+    Invalid(Vec<Problem>),
+}
+
+struct Problems<'a>(&'a [Problem]);
+
+impl fmt::Display for Problems<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.0.len();
+        write!(f, "{n} problem{} in config:", if n == 1 { "" } else { "s" })?;
+        for p in self.0 {
+            write!(f, "\n  - {p}")?;
+        }
+        Ok(())
+    }
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: Listen,
+    pub log: Log,
+    pub sites: Vec<Site>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Listen {
+    /// The TLS listener.
+    pub https: SocketAddr,
+    /// The optional plain-HTTP listener that only redirects to https.
+    pub http_redirect: Option<SocketAddr>,
+    /// The port written into redirect URLs; `None`: the https listener's port.
+    pub public_https_port: Option<u16>,
+    pub max_connections: usize,
+    pub tls_handshake_timeout: Duration,
+    pub header_read_timeout: Duration,
+    pub max_header_bytes: usize,
+    pub shutdown_grace: Duration,
+    /// Peers whose forwarding headers are believed.
+    pub trusted_proxies: Vec<IpNet>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone)]
+pub struct Log {
+    pub format: LogFormat,
+    /// A tracing filter directive such as "info" or "sessiongate=debug".
+    pub level: String,
+    pub access: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Site {
+    /// A short name for logs and audit records.
+    pub name: String,
+    /// Lower-case host names without port.
+    pub hosts: Vec<String>,
+    /// Requests whose Host matches no site go here instead of getting 421.
+    pub default: bool,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub upstream: Upstream,
+    pub max_request_body: u64,
+    /// The ready-made `Strict-Transport-Security` value, or `None` when off.
+    pub hsts: Option<HeaderValue>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    pub scheme: Scheme,
+    pub authority: Authority,
+    /// Extra CA certificates (PEM) trusted for an `https://` upstream.
+    pub ca: Option<PathBuf>,
+    pub connect_timeout: Duration,
+    /// Time allowed from sending the request to the response headers.
+    pub response_timeout: Duration,
+    pub pool_idle_timeout: Duration,
+    pub pool_max_idle: usize,
+    /// Forward the client's Host (true) or the upstream's authority.
+    pub preserve_host: bool,
+}
+
+// Defaults, each with its reason.
+/// Enough for a busy site on one box; bounds memory and file descriptors.
+const DEFAULT_MAX_CONNECTIONS: u64 = 10_000;
+/// A real client finishes a handshake in well under a second.
+const DEFAULT_TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Slowloris defence: headers must arrive within this time.
+const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Browsers cap cookies near 8 KiB per header; 64 KiB leaves room for many.
+const DEFAULT_MAX_HEADER_BYTES: u64 = 64 * 1024;
+/// Long enough for ordinary requests to finish on deploy.
+const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+/// Uploads of legacy apps are modest; an operator raises this per site.
+const DEFAULT_MAX_REQUEST_BODY: u64 = 100 * 1024 * 1024;
+/// A local upstream connects in milliseconds; a dead one should fail fast.
+const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Legacy apps can be slow; one minute to the first response byte.
+const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Shorter than common upstream keep-alive timeouts (nginx 75s, Apache 5s
+/// is shorter still, hence retrying hyper's pool handles that case).
+const DEFAULT_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+const DEFAULT_POOL_MAX_IDLE: u64 = 256;
+/// One year, as hstspreload.org requires.
+const DEFAULT_HSTS_MAX_AGE: Duration = Duration::from_secs(365 * 86_400);
+
+impl Config {
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let src = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let mut config = Config::parse(&src)?;
+        // Relative certificate paths are relative to the config file.
+        let base = path.parent().unwrap_or(Path::new("."));
+        for site in &mut config.sites {
+            site.cert = base.join(&site.cert);
+            site.key = base.join(&site.key);
+            if let Some(ca) = &mut site.upstream.ca {
+                *ca = base.join(&*ca);
+            }
+        }
+        Ok(config)
+    }
+
+    /// Parses and validates a config document; paths are left as written.
+    pub fn parse(src: &str) -> Result<Config, ConfigError> {
+        let mut cx = Ctx::new(src);
+        let Some(root) = cx.parse() else {
+            return Err(ConfigError::Invalid(cx.problems));
+        };
+        let root = Section::new(
+            &mut cx,
+            "",
+            Some((root.get_ref(), root.span())),
+            &["listen", "log", "site"],
+        );
+        let listen = read_listen(&mut cx, &root);
+        let log = read_log(&mut cx, &root);
+        let site_tables = root.tables(&mut cx, "site");
+        if site_tables.is_empty() {
+            cx.problem(
+                "site",
+                None,
+                "no site configured; add at least one [[site]] table",
+            );
+        }
+        let sites: Vec<Site> = site_tables
+            .into_iter()
+            .enumerate()
+            .map(|(i, t)| read_site(&mut cx, i, t))
+            .collect();
+        check_sites(&mut cx, &sites);
+        if cx.problems.is_empty() {
+            Ok(Config { listen, log, sites })
+        } else {
+            Err(ConfigError::Invalid(cx.problems))
+        }
+    }
+}
+
+fn socket_addr(cx: &mut Ctx<'_>, s: &Section<'_, '_>, key: &str) -> Option<SocketAddr> {
+    let (v, span) = s.opt_str(cx, key)?;
+    match v.parse() {
+        Ok(a) => Some(a),
+        Err(_) => {
+            cx.problem(
+                s.key_path(key),
+                Some(span),
+                format!("`{v}` is not an address; write IP:PORT, such as \"0.0.0.0:8443\" or \"[::]:8443\""),
+            );
+            None
+        }
+    }
+}
+
+fn read_listen(cx: &mut Ctx<'_>, root: &Section<'_, '_>) -> Listen {
+    let s = root.child(
+        cx,
+        "listen",
+        &[
+            "https",
+            "http_redirect",
+            "public_https_port",
+            "max_connections",
+            "tls_handshake_timeout",
+            "header_read_timeout",
+            "max_header_bytes",
+            "shutdown_grace",
+            "trusted_proxies",
+        ],
+    );
+    let https = socket_addr(cx, &s, "https").unwrap_or_else(|| ([0, 0, 0, 0], 8443).into());
+    let http_redirect = socket_addr(cx, &s, "http_redirect");
+    let public_https_port = match s.int(cx, "public_https_port", 0, 1..=65535) {
+        0 => None,
+        p => Some(p as u16),
+    };
+    let max_connections = s.int(
+        cx,
+        "max_connections",
+        DEFAULT_MAX_CONNECTIONS,
+        1..=1_000_000,
+    ) as usize;
+    let tls_handshake_timeout =
+        s.duration(cx, "tls_handshake_timeout", DEFAULT_TLS_HANDSHAKE_TIMEOUT);
+    let header_read_timeout = s.duration(cx, "header_read_timeout", DEFAULT_HEADER_READ_TIMEOUT);
+    // hyper's HTTP/1 reader needs at least 8 KiB of buffer.
+    let max_header_bytes = s.size(cx, "max_header_bytes", DEFAULT_MAX_HEADER_BYTES);
+    if !(8192..=1 << 20).contains(&max_header_bytes) {
+        cx.problem(
+            s.key_path("max_header_bytes"),
+            s.span_of("max_header_bytes"),
+            "must be between 8KiB and 1MiB",
+        );
+    }
+    let shutdown_grace = s.duration(cx, "shutdown_grace", DEFAULT_SHUTDOWN_GRACE);
+    for (key, d) in [
+        ("tls_handshake_timeout", tls_handshake_timeout),
+        ("header_read_timeout", header_read_timeout),
+    ] {
+        if d.is_zero() {
+            cx.problem(s.key_path(key), s.span_of(key), "must be more than zero");
+        }
+    }
+    let mut trusted_proxies = Vec::new();
+    for (i, (v, span)) in s
+        .strings(cx, "trusted_proxies")
+        .unwrap_or_default()
+        .into_iter()
+        .enumerate()
+    {
+        let parsed = v
+            .parse::<IpNet>()
+            .or_else(|_| v.parse::<IpAddr>().map(IpNet::from));
+        match parsed {
+            Ok(net) => trusted_proxies.push(net.trunc()),
+            Err(_) => cx.problem(
+                format!("listen.trusted_proxies[{i}]"),
+                Some(span),
+                format!("`{v}` is not an IP address or CIDR block (\"10.0.0.0/8\", \"::1\")"),
+            ),
+        }
+    }
+    Listen {
+        https,
+        http_redirect,
+        public_https_port,
+        max_connections,
+        tls_handshake_timeout,
+        header_read_timeout,
+        max_header_bytes: max_header_bytes as usize,
+        shutdown_grace,
+        trusted_proxies,
+    }
+}
+
+fn read_log(cx: &mut Ctx<'_>, root: &Section<'_, '_>) -> Log {
+    let s = root.child(cx, "log", &["format", "level", "access"]);
+    let format = match s.opt_str(cx, "format") {
+        None => LogFormat::Text,
+        Some((v, _)) if v == "text" => LogFormat::Text,
+        Some((v, _)) if v == "json" => LogFormat::Json,
+        Some((v, span)) => {
+            cx.problem(
+                s.key_path("format"),
+                Some(span),
+                format!("`{v}` is not a log format; valid: \"text\", \"json\""),
+            );
+            LogFormat::Text
+        }
+    };
+    let level = s.string(cx, "level", "info");
+    if tracing_subscriber::EnvFilter::builder()
+        .parse(&level)
+        .is_err()
+    {
+        cx.problem(
+            s.key_path("level"),
+            s.span_of("level"),
+            format!("`{level}` is not a log filter; valid: error, warn, info, debug, trace, or directives such as \"info,sessiongate=debug\""),
+        );
+    }
+    let access = s.bool(cx, "access", true);
+    Log {
+        format,
+        level,
+        access,
+    }
+}
+
+fn read_site(cx: &mut Ctx<'_>, i: usize, t: TableRef<'_, '_>) -> Site {
+    let path = format!("site[{i}]");
+    let s = Section::new(
+        cx,
+        &path,
+        Some(t),
+        &[
+            "name",
+            "hosts",
+            "default",
+            "tls",
+            "upstream",
+            "max_request_body",
+            "hsts",
+        ],
+    );
+    let mut hosts = Vec::new();
+    match s.strings(cx, "hosts") {
+        None => cx.problem(
+            s.key_path("hosts"),
+            s.span(),
+            "missing; list the host names this site answers for, such as [\"app.example.com\"]",
+        ),
+        Some(list) => {
+            if list.is_empty() {
+                cx.problem(
+                    s.key_path("hosts"),
+                    s.span_of("hosts"),
+                    "must name at least one host",
+                );
+            }
+            for (j, (h, span)) in list.into_iter().enumerate() {
+                match normalize_host(&h) {
+                    Some(h) => hosts.push(h),
+                    None => cx.problem(
+                        format!("{path}.hosts[{j}]"),
+                        Some(span),
+                        format!("`{h}` is not a host name; write a DNS name or IP address without scheme or port"),
+                    ),
+                }
+            }
+        }
+    }
+    let name = s.string(
+        cx,
+        "name",
+        hosts.first().map(String::as_str).unwrap_or("site"),
+    );
+    let default = s.bool(cx, "default", false);
+
+    let tls = s.child(cx, "tls", &["cert", "key"]);
+    let required_path = |cx: &mut Ctx<'_>, key: &str, what: &str| -> PathBuf {
+        match tls.opt_str(cx, key) {
+            Some((p, _)) => PathBuf::from(p),
+            None => {
+                cx.problem(
+                    tls.key_path(key),
+                    tls.span().or(s.span()),
+                    format!("missing; the path of the {what} (PEM)"),
+                );
+                PathBuf::new()
+            }
+        }
+    };
+    let cert = required_path(cx, "cert", "certificate chain");
+    let key = required_path(cx, "key", "private key");
+
+    let upstream = read_upstream(cx, &s);
+    let max_request_body = s.size(cx, "max_request_body", DEFAULT_MAX_REQUEST_BODY);
+
+    let hsts = s.child(
+        cx,
+        "hsts",
+        &["enabled", "max_age", "include_subdomains", "preload"],
+    );
+    let hsts_value = if hsts.bool(cx, "enabled", true) {
+        let max_age = hsts.duration(cx, "max_age", DEFAULT_HSTS_MAX_AGE);
+        let mut v = format!("max-age={}", max_age.as_secs());
+        if hsts.bool(cx, "include_subdomains", false) {
+            v.push_str("; includeSubDomains");
+        }
+        if hsts.bool(cx, "preload", false) {
+            v.push_str("; preload");
+        }
+        Some(HeaderValue::from_str(&v).expect("digits and ASCII are a valid header value"))
+    } else {
+        None
+    };
+
+    Site {
+        name,
+        hosts,
+        default,
+        cert,
+        key,
+        upstream,
+        max_request_body,
+        hsts: hsts_value,
+    }
+}
+
+fn read_upstream(cx: &mut Ctx<'_>, site: &Section<'_, '_>) -> Upstream {
+    let s = site.child(
+        cx,
+        "upstream",
+        &[
+            "url",
+            "ca",
+            "connect_timeout",
+            "response_timeout",
+            "pool_idle_timeout",
+            "pool_max_idle",
+            "preserve_host",
+        ],
+    );
+    let mut scheme = Scheme::HTTP;
+    let mut authority = Authority::from_static("invalid");
+    match s.opt_str(cx, "url") {
+        None => cx.problem(
+            s.key_path("url"),
+            s.span().or(site.span()),
+            "missing; the app's address, such as \"http://127.0.0.1:3000\"",
+        ),
+        Some((url, span)) => match parse_upstream_url(&url) {
+            Ok((sc, au)) => {
+                scheme = sc;
+                authority = au;
+            }
+            Err(why) => cx.problem(s.key_path("url"), Some(span), format!("`{url}`: {why}")),
+        },
+    }
+    let ca = s.opt_str(cx, "ca").map(|(p, _)| PathBuf::from(p));
+    if ca.is_some() && scheme != Scheme::HTTPS {
+        cx.problem(
+            s.key_path("ca"),
+            s.span_of("ca"),
+            "only applies to an https:// upstream",
+        );
+    }
+    Upstream {
+        scheme,
+        authority,
+        ca,
+        connect_timeout: s.duration(cx, "connect_timeout", DEFAULT_CONNECT_TIMEOUT),
+        response_timeout: s.duration(cx, "response_timeout", DEFAULT_RESPONSE_TIMEOUT),
+        pool_idle_timeout: s.duration(cx, "pool_idle_timeout", DEFAULT_POOL_IDLE_TIMEOUT),
+        pool_max_idle: s.int(cx, "pool_max_idle", DEFAULT_POOL_MAX_IDLE, 0..=65_536) as usize,
+        preserve_host: s.bool(cx, "preserve_host", true),
+    }
+}
+
+fn parse_upstream_url(url: &str) -> Result<(Scheme, Authority), &'static str> {
+    let uri: http::Uri = url
+        .parse()
+        .map_err(|_| "not a URL; write http://HOST:PORT or https://HOST:PORT")?;
+    let scheme = match uri.scheme_str() {
+        Some("http") => Scheme::HTTP,
+        Some("https") => Scheme::HTTPS,
+        _ => return Err("the scheme must be http:// or https://"),
+    };
+    let authority = uri.authority().cloned().ok_or("a host is missing")?;
+    if authority.as_str().contains('@') {
+        return Err("credentials in the URL are not supported");
+    }
+    if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
+        return Err("a path prefix is not supported; the upstream sees the client's path");
+    }
+    Ok((scheme, authority))
+}
+
+/// Lower-cases a host name and removes one trailing dot; `None` if it carries
+/// a scheme, port, path or other characters a host name cannot hold.
+pub fn normalize_host(h: &str) -> Option<String> {
+    let h = h.strip_suffix('.').unwrap_or(h);
+    if h.is_empty() || h.len() > 253 {
+        return None;
+    }
+    if h.parse::<std::net::Ipv6Addr>().is_ok() {
+        return Some(h.to_ascii_lowercase());
+    }
+    if !h
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_')
+    {
+        return None;
+    }
+    Some(h.to_ascii_lowercase())
+}
+
+fn check_sites(cx: &mut Ctx<'_>, sites: &[Site]) {
+    let mut seen: std::collections::HashMap<&str, usize> = Default::default();
+    let mut defaults = Vec::new();
+    for (i, site) in sites.iter().enumerate() {
+        if site.default {
+            defaults.push(i);
+        }
+        for h in &site.hosts {
+            if let Some(&j) = seen.get(h.as_str()) {
+                cx.problem(
+                    format!("site[{i}].hosts"),
+                    None,
+                    format!(
+                        "`{h}` is already a host of site[{j}]; each host name belongs to one site"
+                    ),
+                );
+            } else {
+                seen.insert(h, i);
+            }
+        }
+    }
+    if defaults.len() > 1 {
+        cx.problem(
+            format!("site[{}].default", defaults[1]),
+            None,
+            format!(
+                "site[{}] is already the default; at most one site may be",
+                defaults[0]
+            ),
+        );
+    }
+}
+
+impl Upstream {
+    /// True when the upstream is plain HTTP to a non-loopback host: the app's
+    /// session cookies then cross a network in clear.
+    pub fn is_plaintext_remote(&self) -> bool {
+        if self.scheme == Scheme::HTTPS {
+            return false;
+        }
+        let host = self
+            .authority
+            .host()
+            .trim_start_matches('[')
+            .trim_end_matches(']');
+        match host.parse::<IpAddr>() {
+            Ok(ip) => !ip.is_loopback(),
+            Err(_) => host != "localhost" && !host.ends_with(".localhost"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+[[site]]
+hosts = ["app.example.com"]
+tls = { cert = "c.pem", key = "k.pem" }
+upstream = { url = "http://127.0.0.1:3000" }
+"#;
+
+    fn problems(src: &str) -> Vec<Problem> {
+        match Config::parse(src) {
+            Err(ConfigError::Invalid(p)) => p,
+            other => panic!("expected problems, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn minimal_config_gets_safe_defaults() {
+        let c = Config::parse(MINIMAL).unwrap();
+        assert_eq!(c.listen.https, "0.0.0.0:8443".parse().unwrap());
+        assert_eq!(c.listen.http_redirect, None);
+        let site = &c.sites[0];
+        assert_eq!(site.name, "app.example.com");
+        assert_eq!(site.hsts.as_ref().unwrap(), "max-age=31536000");
+        assert!(site.upstream.preserve_host);
+        assert_eq!(site.upstream.authority.as_str(), "127.0.0.1:3000");
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once_with_path_and_line() {
+        let src = r#"
+[listen]
+https = "nonsense"
+secrue = true
+
+[[site]]
+hosts = ["a.example"]
+tls = { cert = "c.pem" }
+upstream = { url = "ftp://x", connect_timeout = "5 parsecs" }
+max_request_body = "lots"
+"#;
+        let p = problems(src);
+        let text: Vec<String> = p.iter().map(|p| p.to_string()).collect();
+        let has = |needle: &str| text.iter().any(|t| t.contains(needle));
+        assert!(has("listen.https (line 3)"), "{text:#?}");
+        assert!(
+            has("listen.secrue (line 4): unknown key; valid keys here are: https"),
+            "{text:#?}"
+        );
+        assert!(has("site[0].tls.key"), "{text:#?}");
+        assert!(has("site[0].upstream.url (line 9)"), "{text:#?}");
+        assert!(
+            has("site[0].upstream.connect_timeout (line 9)"),
+            "{text:#?}"
+        );
+        assert!(has("site[0].max_request_body (line 10)"), "{text:#?}");
+        assert_eq!(p.len(), 6, "{text:#?}");
+    }
+
+    #[test]
+    fn type_errors_name_what_was_expected() {
+        let src = format!("{MINIMAL}\n[log]\naccess = \"yes\"\n");
+        let p = problems(&src);
+        assert_eq!(p.len(), 1);
+        assert_eq!(p[0].path, "log.access");
+        assert!(
+            p[0].message
+                .contains("expected true or false, found string")
+        );
+    }
+
+    #[test]
+    fn syntax_error_has_a_line() {
+        let p = problems("[listen\nhttps = 1");
+        assert_eq!(p[0].line, Some(1));
+    }
+
+    #[test]
+    fn no_site_is_a_problem() {
+        let p = problems("[listen]\nhttps = \"127.0.0.1:1\"\n");
+        assert_eq!(p[0].path, "site");
+    }
+
+    #[test]
+    fn duplicate_hosts_and_defaults_are_refused() {
+        let src = format!(
+            "{MINIMAL}default = true\n{}default = true\n",
+            MINIMAL.replace("app.example.com", "APP.example.com.")
+        );
+        let p = problems(&src);
+        assert!(
+            p.iter()
+                .any(|p| p.message.contains("already a host of site[0]")),
+            "{p:?}"
+        );
+        assert!(p.iter().any(|p| p.path == "site[1].default"), "{p:?}");
+    }
+
+    #[test]
+    fn upstream_urls() {
+        assert!(parse_upstream_url("http://127.0.0.1:3000").is_ok());
+        assert!(parse_upstream_url("https://app.internal").is_ok());
+        assert!(parse_upstream_url("http://u:p@host").is_err());
+        assert!(parse_upstream_url("http://host/prefix").is_err());
+        assert!(parse_upstream_url("127.0.0.1:3000").is_err());
+    }
+
+    #[test]
+    fn plaintext_remote_upstream_is_detected() {
+        let up = |url: &str| {
+            let c = Config::parse(&MINIMAL.replace("http://127.0.0.1:3000", url)).unwrap();
+            c.sites[0].upstream.is_plaintext_remote()
+        };
+        assert!(!up("http://127.0.0.1:3000"));
+        assert!(!up("http://[::1]:3000"));
+        assert!(!up("http://localhost:3000"));
+        assert!(up("http://10.0.0.5:3000"));
+        assert!(up("http://app.internal"));
+        assert!(!up("https://app.internal"));
+    }
+
+    #[test]
+    fn units() {
+        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_duration("15m"), Some(Duration::from_secs(900)));
+        assert_eq!(parse_duration("8h"), Some(Duration::from_secs(28_800)));
+        assert_eq!(parse_duration("15"), None);
+        assert_eq!(parse_duration("m"), None);
+        assert_eq!(parse_size("16KiB"), Some(16_384));
+        assert_eq!(parse_size("1GiB"), Some(1 << 30));
+        assert_eq!(parse_size("12"), Some(12));
+        assert_eq!(parse_size("12 parsecs"), None);
+    }
+
+    #[test]
+    fn example_config_validates() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config.example.toml");
+        let c = Config::from_file(&path).unwrap_or_else(|e| panic!("{e}"));
+        assert!(!c.sites.is_empty());
+    }
+}
+
+/// The effective settings, every default filled in, in the file's layout.
+impl fmt::Display for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let l = &self.listen;
+        let d = |d: Duration| format!("\"{}\"", fmt_duration(d));
+        writeln!(f, "[listen]")?;
+        writeln!(f, "https = \"{}\"", l.https)?;
+        match l.http_redirect {
+            Some(a) => writeln!(f, "http_redirect = \"{a}\"")?,
+            None => writeln!(f, "# http_redirect: off")?,
+        }
+        match l.public_https_port {
+            Some(p) => writeln!(f, "public_https_port = {p}")?,
+            None => writeln!(f, "# public_https_port: the https listener's port")?,
+        }
+        writeln!(f, "max_connections = {}", l.max_connections)?;
+        writeln!(f, "tls_handshake_timeout = {}", d(l.tls_handshake_timeout))?;
+        writeln!(f, "header_read_timeout = {}", d(l.header_read_timeout))?;
+        writeln!(f, "max_header_bytes = {}", l.max_header_bytes)?;
+        writeln!(f, "shutdown_grace = {}", d(l.shutdown_grace))?;
+        let proxies: Vec<String> = l
+            .trusted_proxies
+            .iter()
+            .map(|n| format!("\"{n}\""))
+            .collect();
+        writeln!(f, "trusted_proxies = [{}]", proxies.join(", "))?;
+        writeln!(f, "\n[log]")?;
+        let format = match self.log.format {
+            LogFormat::Text => "text",
+            LogFormat::Json => "json",
+        };
+        writeln!(
+            f,
+            "format = \"{format}\"\nlevel = \"{}\"\naccess = {}",
+            self.log.level, self.log.access
+        )?;
+        for s in &self.sites {
+            writeln!(f, "\n[[site]]")?;
+            writeln!(f, "name = \"{}\"", s.name)?;
+            let hosts: Vec<String> = s.hosts.iter().map(|h| format!("\"{h}\"")).collect();
+            writeln!(f, "hosts = [{}]", hosts.join(", "))?;
+            writeln!(f, "default = {}", s.default)?;
+            writeln!(f, "max_request_body = {}", s.max_request_body)?;
+            writeln!(f, "tls = {{ cert = {:?}, key = {:?} }}", s.cert, s.key)?;
+            let u = &s.upstream;
+            writeln!(f, "[site.upstream]")?;
+            writeln!(f, "url = \"{}://{}\"", u.scheme, u.authority)?;
+            if let Some(ca) = &u.ca {
+                writeln!(f, "ca = {ca:?}")?;
+            }
+            writeln!(f, "connect_timeout = {}", d(u.connect_timeout))?;
+            writeln!(f, "response_timeout = {}", d(u.response_timeout))?;
+            writeln!(f, "pool_idle_timeout = {}", d(u.pool_idle_timeout))?;
+            writeln!(f, "pool_max_idle = {}", u.pool_max_idle)?;
+            writeln!(f, "preserve_host = {}", u.preserve_host)?;
+            writeln!(f, "[site.hsts]")?;
+            match &s.hsts {
+                Some(v) => writeln!(
+                    f,
+                    "# Strict-Transport-Security: {}",
+                    v.to_str().unwrap_or("")
+                )?,
+                None => writeln!(f, "enabled = false")?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The largest whole unit that expresses `d` exactly.
+pub fn fmt_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    for (unit, n) in [
+        ("d", 86_400_000u128),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1_000),
+    ] {
+        if ms != 0 && ms % n == 0 {
+            return format!("{}{unit}", ms / n);
+        }
+    }
+    format!("{ms}ms")
+}

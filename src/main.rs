@@ -1,0 +1,113 @@
+//! The command line: `run`, `check` and `demo`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+use sessiongate::{Config, Listeners, RunOptions, config::ConfigError};
+
+#[derive(Parser)]
+#[command(
+    name = "sessiongate",
+    version,
+    about = "A session-hardening TLS reverse proxy for legacy web apps"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway.
+    Run {
+        /// The TOML config file.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Serve the public development key (certs/dev.key) on a non-loopback address.
+        #[arg(long)]
+        allow_dev_certificate: bool,
+    },
+    /// Validate a config file and print the effective settings.
+    Check {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Run the gateway in front of a bundled, deliberately vulnerable demo app.
+    Demo {
+        /// Where the gateway listens for TLS.
+        #[arg(long, default_value = "127.0.0.1:8443")]
+        https: std::net::SocketAddr,
+        /// Where the redirect-only plain-HTTP listener listens.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        http: std::net::SocketAddr,
+    },
+}
+
+/// Exit codes: 0 clean, 1 runtime failure, 2 bad config.
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check { config } => match Config::from_file(&config) {
+            Ok(c) => {
+                println!("{config}: valid\n", config = config.display());
+                print!("{c}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => config_error(e),
+        },
+        Command::Run {
+            config,
+            allow_dev_certificate,
+        } => {
+            let config = match Config::from_file(&config) {
+                Ok(c) => c,
+                Err(e) => return config_error(e),
+            };
+            sessiongate::observability::init(&config.log);
+            runtime(run(
+                config,
+                RunOptions {
+                    allow_dev_certificate,
+                },
+            ))
+        }
+        Command::Demo { https, http } => runtime(sessiongate::demo::run(https, http)),
+    }
+}
+
+fn config_error(e: ConfigError) -> ExitCode {
+    eprintln!("error: {e}");
+    ExitCode::from(2)
+}
+
+fn runtime(fut: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(fut) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(config: Config, opts: RunOptions) -> anyhow::Result<()> {
+    let config = Arc::new(config);
+    let prepared = sessiongate::prepare(config.clone(), opts)?;
+    let listeners = Listeners::bind(&config.listen).await?;
+    prepared
+        .serve(listeners, sessiongate::server::shutdown_signal())
+        .await;
+    Ok(())
+}

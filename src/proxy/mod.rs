@@ -1,0 +1,356 @@
+//! The hyper service: the life of one request, in order.
+//!
+//! 1. route: Host (and SNI) pick a site
+//! 2. request filter: refuse what must not pass (TRACE, oversize bodies)
+//! 3. upstream request: hop-by-hop removed, forwarding headers set, HTTP/1.1
+//! 4. forward over the site's pooled client, bounded by the response timeout
+//! 5. upstream response: hop-by-hop removed, redirects kept on the gateway
+//! 6. every response: HSTS; one access log line
+
+mod error;
+pub mod forward;
+pub mod location;
+mod upstream;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{Request, Response, StatusCode, Uri, Version};
+use http_body_util::{Either, Full, Limited};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+
+pub use error::{ProxyError, Side, status_response};
+use location::Public;
+
+use crate::config::Config;
+use crate::observability;
+use crate::tls::TlsError;
+
+/// What the gateway sends to clients: the upstream's body streamed through,
+/// or a small body of its own.
+pub type Body = Either<Incoming, Full<Bytes>>;
+/// What the gateway sends upstream: the client's body, streamed, with the
+/// site's size limit enforced as it flows.
+pub type UpstreamBody = Limited<Incoming>;
+
+/// What a connection knows about itself, shared by its requests.
+#[derive(Debug)]
+pub struct ConnInfo {
+    pub peer: SocketAddr,
+    /// The site picked by the TLS SNI name, when the client sent one.
+    pub sni_site: Option<usize>,
+}
+
+/// The gateway's shared state: validated config, one client per site.
+pub struct Gateway {
+    config: Arc<Config>,
+    clients: Vec<upstream::UpstreamClient>,
+    by_host: HashMap<String, usize>,
+    default_site: Option<usize>,
+}
+
+impl Gateway {
+    pub fn new(config: Arc<Config>) -> Result<Self, TlsError> {
+        let mut by_host = HashMap::new();
+        let mut clients = Vec::with_capacity(config.sites.len());
+        for (i, site) in config.sites.iter().enumerate() {
+            for h in &site.hosts {
+                by_host.insert(h.clone(), i);
+            }
+            clients.push(upstream::client(i, &site.upstream)?);
+        }
+        Ok(Gateway {
+            default_site: config.sites.iter().position(|s| s.default),
+            config,
+            clients,
+            by_host,
+        })
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The site for a host name (any case, trailing dot allowed), if any.
+    pub fn site_for_host(&self, host: &str) -> Option<usize> {
+        let host = host.strip_suffix('.').unwrap_or(host);
+        if host.bytes().any(|b| b.is_ascii_uppercase()) {
+            self.by_host.get(&host.to_ascii_lowercase()).copied()
+        } else {
+            self.by_host.get(host).copied()
+        }
+    }
+
+    /// Serves one request; never fails: errors become responses here.
+    pub async fn handle(&self, req: Request<Incoming>, conn: &ConnInfo) -> Response<Body> {
+        let started = Instant::now();
+        let method = req.method().clone();
+        let path_for_log = observability::loggable_path(req.uri().path()).into_owned();
+        let client = conn.peer.ip();
+
+        let (site, result) = match self.route(&req, conn) {
+            Ok((site, host)) => (Some(site), self.proxy(site, host, req, conn).await),
+            Err(e) => (None, Err(e)),
+        };
+        let (mut res, upstream_status) = match result {
+            Ok(res) => {
+                let status = res.status();
+                (res, Some(status))
+            }
+            Err(e) => {
+                log_failure(&e, site.map(|s| self.config.sites[s].name.as_str()));
+                (e.to_response(), None)
+            }
+        };
+        if let Some(hsts) = site.and_then(|s| self.config.sites[s].hsts.as_ref()) {
+            res.headers_mut()
+                .insert(header::STRICT_TRANSPORT_SECURITY, hsts.clone());
+        }
+        if self.config.log.access {
+            observability::access(&observability::Access {
+                site: site
+                    .map(|s| self.config.sites[s].name.as_str())
+                    .unwrap_or("-"),
+                client,
+                method: &method,
+                path: &path_for_log,
+                status: res.status(),
+                upstream_status,
+                elapsed: started.elapsed(),
+            });
+        }
+        res
+    }
+
+    /// Picks the site: by Host (or the request target's authority, which
+    /// takes precedence, RFC 9112 §3.2.2), which must agree with the site the
+    /// TLS connection was made for.
+    fn route(
+        &self,
+        req: &Request<Incoming>,
+        conn: &ConnInfo,
+    ) -> Result<(usize, HeaderValue), ProxyError> {
+        let host = effective_host(req).ok_or(ProxyError::BadHost)?;
+        let name = host
+            .to_str()
+            .ok()
+            .and_then(|h| location::split_host_port(h))
+            .map(|(name, _)| name)
+            .ok_or(ProxyError::BadHost)?;
+        let site = self
+            .site_for_host(name)
+            .or(self.default_site)
+            .ok_or(ProxyError::Misdirected)?;
+        if conn.sni_site.is_some_and(|s| s != site) {
+            return Err(ProxyError::Misdirected);
+        }
+        Ok((site, host))
+    }
+
+    async fn proxy(
+        &self,
+        site_index: usize,
+        host: HeaderValue,
+        mut req: Request<Incoming>,
+        conn: &ConnInfo,
+    ) -> Result<Response<Body>, ProxyError> {
+        let site = &self.config.sites[site_index];
+
+        // Request filter.
+        // TRACE would echo back the Cookie header the gateway sends upstream;
+        // CONNECT would make the gateway a tunnel to anywhere.
+        if matches!(req.method().as_str(), "TRACE" | "TRACK" | "CONNECT") {
+            return Err(ProxyError::MethodNotAllowed);
+        }
+        let declared_len = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared_len.is_some_and(|n| n > site.max_request_body) {
+            return Err(ProxyError::BodyTooLarge);
+        }
+        let path = match req.uri().path_and_query() {
+            Some(pq) if pq.as_str().starts_with('/') => pq.clone(),
+            None => PathAndQuery::from_static("/"),
+            Some(_) => return Err(ProxyError::BadTarget),
+        };
+
+        // Upstream request.
+        let upgrade = if req.version() == Version::HTTP_11 {
+            forward::upgrade_requested(req.headers())
+        } else {
+            None
+        };
+        let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
+        let (mut parts, body) = req.into_parts();
+        parts.uri = upstream_uri(&site.upstream.scheme, &site.upstream.authority, path)?;
+        parts.version = Version::HTTP_11;
+        let headers = &mut parts.headers;
+        forward::remove_hop_by_hop(headers);
+        let trusted = forward::is_trusted(conn.peer.ip(), &self.config.listen.trusted_proxies);
+        forward::set_forwarding_headers(headers, conn.peer.ip(), trusted, &host);
+        let upstream_host = if site.upstream.preserve_host {
+            host.clone()
+        } else {
+            HeaderValue::from_str(site.upstream.authority.as_str())
+                .map_err(|_| ProxyError::BadHost)?
+        };
+        headers.insert(header::HOST, upstream_host);
+        if let Some(proto) = &upgrade {
+            headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+            headers.insert(header::UPGRADE, proto.clone());
+        }
+        let body = Limited::new(
+            body,
+            usize::try_from(site.max_request_body).unwrap_or(usize::MAX),
+        );
+        let upstream_req = Request::from_parts(parts, body);
+
+        // Forward.
+        let sent = tokio::time::timeout(
+            site.upstream.response_timeout,
+            self.clients[site_index].request(upstream_req),
+        )
+        .await;
+        let mut res = match sent {
+            Err(_) => return Err(ProxyError::UpstreamTimeout),
+            Ok(Err(e)) => return Err(classify(e)),
+            Ok(Ok(res)) => res,
+        };
+
+        // Upstream response.
+        if res.status() == StatusCode::SWITCHING_PROTOCOLS {
+            let Some(client_upgrade) = client_upgrade else {
+                // A 101 nobody asked for cannot be passed on.
+                return Err(ProxyError::Upstream("unsolicited 101".into()));
+            };
+            let upstream_upgrade = hyper::upgrade::on(&mut res);
+            tokio::spawn(tunnel(client_upgrade, upstream_upgrade));
+            let upgrade_to = res.headers().get(header::UPGRADE).cloned();
+            forward::remove_hop_by_hop(res.headers_mut());
+            if let Some(proto) = upgrade_to {
+                res.headers_mut().insert(header::UPGRADE, proto);
+                res.headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+            }
+        } else {
+            forward::remove_hop_by_hop(res.headers_mut());
+        }
+        rewrite_redirects(
+            res.headers_mut(),
+            &Public {
+                upstream: &site.upstream.authority,
+                upstream_default_port: if site.upstream.scheme == Scheme::HTTPS {
+                    443
+                } else {
+                    80
+                },
+                host: host.to_str().unwrap_or_default(),
+                site_hosts: &site.hosts,
+            },
+        );
+        Ok(res.map(Either::Left))
+    }
+}
+
+/// The host the client asked for: the request target's authority (HTTP/2's
+/// `:authority`, or an absolute-form HTTP/1.1 target), else the Host header.
+fn effective_host(req: &Request<Incoming>) -> Option<HeaderValue> {
+    if let Some(a) = req.uri().authority() {
+        return HeaderValue::from_str(a.as_str()).ok();
+    }
+    let mut hosts = req.headers().get_all(header::HOST).iter();
+    let host = hosts.next()?;
+    // Two Host headers are a smuggling attempt (RFC 9112 §3.2: respond 400).
+    if hosts.next().is_some() {
+        return None;
+    }
+    Some(host.clone())
+}
+
+fn upstream_uri(
+    scheme: &Scheme,
+    authority: &Authority,
+    path: PathAndQuery,
+) -> Result<Uri, ProxyError> {
+    Uri::builder()
+        .scheme(scheme.clone())
+        .authority(authority.clone())
+        .path_and_query(path)
+        .build()
+        .map_err(|_| ProxyError::BadTarget)
+}
+
+/// Names the failure of the upstream call.
+fn classify(e: hyper_util::client::legacy::Error) -> ProxyError {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+    while let Some(err) = source {
+        if err.is::<http_body_util::LengthLimitError>() {
+            return ProxyError::BodyTooLarge;
+        }
+        if let Some(io) = err.downcast_ref::<std::io::Error>()
+            && io.kind() == std::io::ErrorKind::TimedOut
+        {
+            return ProxyError::UpstreamTimeout;
+        }
+        source = err.source();
+    }
+    if e.is_connect() {
+        ProxyError::UpstreamConnect(e.into())
+    } else {
+        ProxyError::Upstream(e.into())
+    }
+}
+
+fn rewrite_redirects(headers: &mut http::HeaderMap, public: &Public<'_>) {
+    for name in [header::LOCATION, header::CONTENT_LOCATION] {
+        let new = headers
+            .get(&name)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| location::rewrite_url(v, public))
+            .and_then(|v| HeaderValue::from_str(&v).ok());
+        if let Some(v) = new {
+            headers.insert(name, v);
+        }
+    }
+    let refresh = header::HeaderName::from_static("refresh");
+    let new = headers
+        .get(&refresh)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| location::rewrite_refresh(v, public))
+        .and_then(|v| HeaderValue::from_str(&v).ok());
+    if let Some(v) = new {
+        headers.insert(refresh, v);
+    }
+}
+
+/// Copies bytes both ways once both sides have switched protocols.
+async fn tunnel(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnUpgrade) {
+    match tokio::try_join!(client, upstream) {
+        Ok((c, u)) => {
+            let (mut c, mut u) = (TokioIo::new(c), TokioIo::new(u));
+            if let Err(e) = tokio::io::copy_bidirectional(&mut c, &mut u).await {
+                tracing::debug!(error = %e, "upgraded connection ended");
+            }
+        }
+        Err(e) => tracing::debug!(error = %e, "protocol upgrade failed"),
+    }
+}
+
+fn log_failure(e: &ProxyError, site: Option<&str>) {
+    let site = site.unwrap_or("-");
+    match e.side() {
+        Side::Client => tracing::debug!(site, error = %e, "refused request"),
+        Side::Upstream | Side::Proxy => {
+            let cause = std::error::Error::source(e).map(|s| s.to_string());
+            tracing::warn!(site, error = %e, cause = cause.as_deref().unwrap_or(""), "upstream failure")
+        }
+    }
+}
