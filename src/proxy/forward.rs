@@ -200,7 +200,7 @@ mod tests {
 
     #[test]
     fn connection_naming_an_invalid_header_is_harmless() {
-        let mut h = map(&[("connection", "bad header, \u{7f}"), ("accept", "*/*")]);
+        let mut h = map(&[("connection", "bad header, (x)"), ("accept", "*/*")]);
         remove_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1);
     }
