@@ -218,6 +218,7 @@ pub async fn run(https: SocketAddr, http: SocketAddr) -> anyhow::Result<()> {
     let config = Arc::new(demo_config(https, http, app, &dir)?);
     crate::observability::init(&config.log);
     let prepared = crate::prepare(config.clone(), RunOptions::default())?;
+    let signal = crate::server::shutdown_signal()?;
     let listeners = Listeners::bind(&config.listen).await?;
     let port = listeners.https.local_addr()?.port();
     println!(
@@ -227,9 +228,7 @@ pub async fn run(https: SocketAddr, http: SocketAddr) -> anyhow::Result<()> {
          \n\nSee README.md, \"Try it\", for a fixation attack that works on the app and fails through the gateway.\
          \nCtrl-C stops.\n"
     );
-    prepared
-        .serve(listeners, crate::server::shutdown_signal())
-        .await;
+    prepared.serve(listeners, signal).await;
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }

@@ -105,9 +105,8 @@ fn runtime(fut: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCo
 async fn run(config: Config, opts: RunOptions) -> anyhow::Result<()> {
     let config = Arc::new(config);
     let prepared = sessiongate::prepare(config.clone(), opts)?;
+    let signal = sessiongate::server::shutdown_signal()?;
     let listeners = Listeners::bind(&config.listen).await?;
-    prepared
-        .serve(listeners, sessiongate::server::shutdown_signal())
-        .await;
+    prepared.serve(listeners, signal).await;
     Ok(())
 }

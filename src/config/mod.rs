@@ -565,6 +565,91 @@ impl Upstream {
     }
 }
 
+/// The effective settings, every default filled in, in the file's layout.
+impl fmt::Display for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let l = &self.listen;
+        let d = |d: Duration| format!("\"{}\"", fmt_duration(d));
+        writeln!(f, "[listen]")?;
+        writeln!(f, "https = \"{}\"", l.https)?;
+        match l.http_redirect {
+            Some(a) => writeln!(f, "http_redirect = \"{a}\"")?,
+            None => writeln!(f, "# http_redirect: off")?,
+        }
+        match l.public_https_port {
+            Some(p) => writeln!(f, "public_https_port = {p}")?,
+            None => writeln!(f, "# public_https_port: the https listener's port")?,
+        }
+        writeln!(f, "max_connections = {}", l.max_connections)?;
+        writeln!(f, "tls_handshake_timeout = {}", d(l.tls_handshake_timeout))?;
+        writeln!(f, "header_read_timeout = {}", d(l.header_read_timeout))?;
+        writeln!(f, "max_header_bytes = {}", l.max_header_bytes)?;
+        writeln!(f, "shutdown_grace = {}", d(l.shutdown_grace))?;
+        let proxies: Vec<String> = l
+            .trusted_proxies
+            .iter()
+            .map(|n| format!("\"{n}\""))
+            .collect();
+        writeln!(f, "trusted_proxies = [{}]", proxies.join(", "))?;
+        writeln!(f, "\n[log]")?;
+        let format = match self.log.format {
+            LogFormat::Text => "text",
+            LogFormat::Json => "json",
+        };
+        writeln!(
+            f,
+            "format = \"{format}\"\nlevel = \"{}\"\naccess = {}",
+            self.log.level, self.log.access
+        )?;
+        for s in &self.sites {
+            writeln!(f, "\n[[site]]")?;
+            writeln!(f, "name = \"{}\"", s.name)?;
+            let hosts: Vec<String> = s.hosts.iter().map(|h| format!("\"{h}\"")).collect();
+            writeln!(f, "hosts = [{}]", hosts.join(", "))?;
+            writeln!(f, "default = {}", s.default)?;
+            writeln!(f, "max_request_body = {}", s.max_request_body)?;
+            writeln!(f, "tls = {{ cert = {:?}, key = {:?} }}", s.cert, s.key)?;
+            let u = &s.upstream;
+            writeln!(f, "[site.upstream]")?;
+            writeln!(f, "url = \"{}://{}\"", u.scheme, u.authority)?;
+            if let Some(ca) = &u.ca {
+                writeln!(f, "ca = {ca:?}")?;
+            }
+            writeln!(f, "connect_timeout = {}", d(u.connect_timeout))?;
+            writeln!(f, "response_timeout = {}", d(u.response_timeout))?;
+            writeln!(f, "pool_idle_timeout = {}", d(u.pool_idle_timeout))?;
+            writeln!(f, "pool_max_idle = {}", u.pool_max_idle)?;
+            writeln!(f, "preserve_host = {}", u.preserve_host)?;
+            writeln!(f, "[site.hsts]")?;
+            match &s.hsts {
+                Some(v) => writeln!(
+                    f,
+                    "# Strict-Transport-Security: {}",
+                    v.to_str().unwrap_or("")
+                )?,
+                None => writeln!(f, "enabled = false")?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The largest whole unit that expresses `d` exactly.
+pub fn fmt_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    for (unit, n) in [
+        ("d", 86_400_000u128),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1_000),
+    ] {
+        if ms != 0 && ms % n == 0 {
+            return format!("{}{unit}", ms / n);
+        }
+    }
+    format!("{ms}ms")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -707,89 +792,4 @@ max_request_body = "lots"
         let c = Config::from_file(&path).unwrap_or_else(|e| panic!("{e}"));
         assert!(!c.sites.is_empty());
     }
-}
-
-/// The effective settings, every default filled in, in the file's layout.
-impl fmt::Display for Config {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let l = &self.listen;
-        let d = |d: Duration| format!("\"{}\"", fmt_duration(d));
-        writeln!(f, "[listen]")?;
-        writeln!(f, "https = \"{}\"", l.https)?;
-        match l.http_redirect {
-            Some(a) => writeln!(f, "http_redirect = \"{a}\"")?,
-            None => writeln!(f, "# http_redirect: off")?,
-        }
-        match l.public_https_port {
-            Some(p) => writeln!(f, "public_https_port = {p}")?,
-            None => writeln!(f, "# public_https_port: the https listener's port")?,
-        }
-        writeln!(f, "max_connections = {}", l.max_connections)?;
-        writeln!(f, "tls_handshake_timeout = {}", d(l.tls_handshake_timeout))?;
-        writeln!(f, "header_read_timeout = {}", d(l.header_read_timeout))?;
-        writeln!(f, "max_header_bytes = {}", l.max_header_bytes)?;
-        writeln!(f, "shutdown_grace = {}", d(l.shutdown_grace))?;
-        let proxies: Vec<String> = l
-            .trusted_proxies
-            .iter()
-            .map(|n| format!("\"{n}\""))
-            .collect();
-        writeln!(f, "trusted_proxies = [{}]", proxies.join(", "))?;
-        writeln!(f, "\n[log]")?;
-        let format = match self.log.format {
-            LogFormat::Text => "text",
-            LogFormat::Json => "json",
-        };
-        writeln!(
-            f,
-            "format = \"{format}\"\nlevel = \"{}\"\naccess = {}",
-            self.log.level, self.log.access
-        )?;
-        for s in &self.sites {
-            writeln!(f, "\n[[site]]")?;
-            writeln!(f, "name = \"{}\"", s.name)?;
-            let hosts: Vec<String> = s.hosts.iter().map(|h| format!("\"{h}\"")).collect();
-            writeln!(f, "hosts = [{}]", hosts.join(", "))?;
-            writeln!(f, "default = {}", s.default)?;
-            writeln!(f, "max_request_body = {}", s.max_request_body)?;
-            writeln!(f, "tls = {{ cert = {:?}, key = {:?} }}", s.cert, s.key)?;
-            let u = &s.upstream;
-            writeln!(f, "[site.upstream]")?;
-            writeln!(f, "url = \"{}://{}\"", u.scheme, u.authority)?;
-            if let Some(ca) = &u.ca {
-                writeln!(f, "ca = {ca:?}")?;
-            }
-            writeln!(f, "connect_timeout = {}", d(u.connect_timeout))?;
-            writeln!(f, "response_timeout = {}", d(u.response_timeout))?;
-            writeln!(f, "pool_idle_timeout = {}", d(u.pool_idle_timeout))?;
-            writeln!(f, "pool_max_idle = {}", u.pool_max_idle)?;
-            writeln!(f, "preserve_host = {}", u.preserve_host)?;
-            writeln!(f, "[site.hsts]")?;
-            match &s.hsts {
-                Some(v) => writeln!(
-                    f,
-                    "# Strict-Transport-Security: {}",
-                    v.to_str().unwrap_or("")
-                )?,
-                None => writeln!(f, "enabled = false")?,
-            }
-        }
-        Ok(())
-    }
-}
-
-/// The largest whole unit that expresses `d` exactly.
-pub fn fmt_duration(d: Duration) -> String {
-    let ms = d.as_millis();
-    for (unit, n) in [
-        ("d", 86_400_000u128),
-        ("h", 3_600_000),
-        ("m", 60_000),
-        ("s", 1_000),
-    ] {
-        if ms != 0 && ms % n == 0 {
-            return format!("{}{unit}", ms / n);
-        }
-    }
-    format!("{ms}ms")
 }

@@ -54,7 +54,7 @@ pub fn rewrite_url(url: &str, p: &Public<'_>) -> Option<String> {
     // one of the site's own names: send it to https on the public port.
     if is_http {
         let lower = host.to_ascii_lowercase();
-        if p.site_hosts.iter().any(|h| *h == lower) {
+        if p.site_hosts.contains(&lower) {
             let public_port = split_host_port(p.host).and_then(|(_, port)| port);
             return Some(match public_port {
                 Some(port) => format!("https://{host}:{port}{tail}"),

@@ -465,3 +465,148 @@ impl Setup {
         Setup::new(upstream, "", "").await
     }
 }
+
+/// The gateway binary as its own process, with its stdout collected.
+pub struct Process {
+    pub child: tokio::process::Child,
+    pub https: SocketAddr,
+    pub http: Option<SocketAddr>,
+    lines: Arc<Mutex<Vec<String>>>,
+    new_line: Arc<tokio::sync::Notify>,
+    pub config: tempfile::NamedTempFile,
+}
+
+impl Process {
+    /// Writes `toml` to a file, starts `sessiongate run` on it (through
+    /// `sh -c` with `shell_prefix`, when given, such as `ulimit -n 64;`),
+    /// and waits for the listening lines. The config should use
+    /// `[log] format = "json"` and bind port 0.
+    pub async fn start(toml: &str, extra_args: &[&str], shell_prefix: Option<&str>) -> Process {
+        use std::io::Write;
+        let mut config = tempfile::NamedTempFile::new().unwrap();
+        config.write_all(toml.as_bytes()).unwrap();
+        let bin = env!("CARGO_BIN_EXE_sessiongate");
+        let mut cmd = match shell_prefix {
+            Some(prefix) => {
+                let mut c = tokio::process::Command::new("sh");
+                let args: Vec<String> = extra_args.iter().map(|a| format!("'{a}'")).collect();
+                c.arg("-c").arg(format!(
+                    "{prefix} exec '{bin}' run --config '{}' {}",
+                    config.path().display(),
+                    args.join(" ")
+                ));
+                c
+            }
+            None => {
+                let mut c = tokio::process::Command::new(bin);
+                c.arg("run")
+                    .arg("--config")
+                    .arg(config.path())
+                    .args(extra_args);
+                c
+            }
+        };
+        cmd.stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .env_remove("RUST_LOG")
+            .kill_on_drop(true);
+        let mut child = cmd.spawn().expect("spawn sessiongate");
+        let lines: Arc<Mutex<Vec<String>>> = Arc::default();
+        let new_line = Arc::new(tokio::sync::Notify::new());
+        for stream in [
+            Box::new(child.stdout.take().unwrap()) as Box<dyn tokio::io::AsyncRead + Unpin + Send>,
+            Box::new(child.stderr.take().unwrap()),
+        ] {
+            let (lines, new_line) = (lines.clone(), new_line.clone());
+            tokio::spawn(async move {
+                use tokio::io::AsyncBufReadExt;
+                let mut reader = tokio::io::BufReader::new(stream).lines();
+                while let Ok(Some(line)) = reader.next_line().await {
+                    lines.lock().unwrap().push(line);
+                    new_line.notify_waiters();
+                }
+                new_line.notify_waiters();
+            });
+        }
+        let mut p = Process {
+            child,
+            https: "0.0.0.0:0".parse().unwrap(),
+            http: None,
+            lines,
+            new_line,
+            config,
+        };
+        let https = p
+            .wait_for_line(|l| l.contains("\"listening\"") && l.contains("\"https\""))
+            .await;
+        p.https = addr_in(&https);
+        if toml.contains("http_redirect") {
+            let http = p
+                .wait_for_line(|l| l.contains("\"listening\"") && l.contains("\"http_redirect\""))
+                .await;
+            p.http = Some(addr_in(&http));
+        }
+        p
+    }
+
+    /// Waits for a line of output that satisfies `pred`; panics if the
+    /// process ends first, or after a minute (a broken build, not a slow one).
+    pub async fn wait_for_line(&mut self, pred: impl Fn(&str) -> bool) -> String {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            if tokio::time::Instant::now() > deadline {
+                panic!("no such line within a minute; output:\n{}", self.output());
+            }
+            let notified = self.new_line.notified();
+            if let Some(l) = self.lines.lock().unwrap().iter().find(|l| pred(l)) {
+                return l.clone();
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                // Give the readers a chance to drain what is left.
+                tokio::task::yield_now().await;
+                if let Some(l) = self.lines.lock().unwrap().iter().find(|l| pred(l)) {
+                    return l.clone();
+                }
+                panic!(
+                    "sessiongate exited ({status}) before the line; output:\n{}",
+                    self.output()
+                );
+            }
+            let _ = tokio::time::timeout(std::time::Duration::from_millis(200), notified).await;
+        }
+    }
+
+    pub fn output(&self) -> String {
+        self.lines.lock().unwrap().join("\n")
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("running")
+    }
+
+    /// Sends a signal by number (15 = SIGTERM, 2 = SIGINT).
+    pub fn signal(&self, sig: i32) {
+        let status = std::process::Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.pid().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// A field of /proc/PID/status in KiB (VmHWM, VmRSS).
+    pub fn proc_status_kib(&self, field: &str) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or_else(|| panic!("{field} in /proc status"))
+    }
+}
+
+fn addr_in(json_line: &str) -> SocketAddr {
+    let at = json_line.find("\"addr\":\"").expect("addr field") + 8;
+    let end = json_line[at..].find('"').unwrap() + at;
+    json_line[at..end].parse().unwrap()
+}
