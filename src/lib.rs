@@ -10,6 +10,7 @@
 pub mod config;
 pub mod demo;
 pub mod observability;
+pub mod policy;
 pub mod proxy;
 pub mod server;
 pub mod tls;

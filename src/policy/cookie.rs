@@ -1,0 +1,305 @@
+//! Request cookies: only vetted names reach the app.
+//!
+//! Names are compared the way the app reads them (percent-decoded, as PHP
+//! does, and without regard to case, as servlet and ASP.NET cookie
+//! collections do), so `PHPSESS%49D` is `PHPSESSID`. A vetted name that
+//! arrives twice is a sign of cookie tossing (a sibling subdomain planting a
+//! second cookie of the same name): none of its values is forwarded. The
+//! gateway's own cookie never reaches the app.
+
+use super::names::{NameSet, percent_decode};
+
+/// What the vetter needs to know about a site.
+#[derive(Debug, Clone)]
+pub struct CookieRules {
+    /// Names forwarded to the app.
+    pub forward: NameSet,
+    /// App cookies the browser holds as `__Host-NAME`: forwarded as `NAME`,
+    /// and a bare `NAME` is never forwarded.
+    pub host_prefixed: Vec<String>,
+    /// The gateway's own cookie name, if it has one.
+    pub gateway: Option<String>,
+}
+
+/// The result of vetting a request's cookies.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Vetted<'a> {
+    /// The `Cookie` header for the app, pieces joined with `; `; empty when
+    /// nothing is forwarded, or when `unchanged`.
+    pub header: Vec<u8>,
+    /// True when the client's single `Cookie` header passes as it is.
+    pub unchanged: bool,
+    /// Values the client sent under the gateway's cookie name.
+    pub gateway_values: Vec<&'a [u8]>,
+    /// Names (as sent) of vetted cookies that arrived more than once.
+    pub tossed: Vec<&'a [u8]>,
+    /// How many cookies were not forwarded.
+    pub dropped: usize,
+}
+
+struct Piece<'a> {
+    raw: &'a [u8],
+    name: &'a [u8],
+    value: &'a [u8],
+}
+
+fn trim(b: &[u8]) -> &[u8] {
+    let start = b
+        .iter()
+        .position(|c| !matches!(c, b' ' | b'\t'))
+        .unwrap_or(b.len());
+    let end = b
+        .iter()
+        .rposition(|c| !matches!(c, b' ' | b'\t'))
+        .map_or(start, |e| e + 1);
+    &b[start..end]
+}
+
+fn pieces<'a, I: Iterator<Item = &'a [u8]>>(headers: I) -> impl Iterator<Item = Piece<'a>> {
+    headers
+        .flat_map(|h| h.split(|&b| b == b';'))
+        .filter_map(|raw| {
+            let raw = trim(raw);
+            if raw.is_empty() {
+                return None;
+            }
+            Some(match raw.iter().position(|&b| b == b'=') {
+                Some(eq) => Piece {
+                    raw,
+                    name: trim(&raw[..eq]),
+                    value: trim(&raw[eq + 1..]),
+                },
+                None => Piece {
+                    raw,
+                    name: &raw[..0],
+                    value: raw,
+                },
+            })
+        })
+}
+
+/// Whether two wire names are the same cookie to the app.
+fn same_name(a: &[u8], b: &[u8]) -> bool {
+    if a.eq_ignore_ascii_case(b) {
+        return true;
+    }
+    if !a.contains(&b'%') && !b.contains(&b'%') {
+        return false;
+    }
+    percent_decode(a).eq_ignore_ascii_case(&percent_decode(b))
+}
+
+fn strip_host_prefix(name: &[u8]) -> Option<&[u8]> {
+    (name.len() > 7 && name[..7].eq_ignore_ascii_case(b"__Host-")).then(|| &name[7..])
+}
+
+impl CookieRules {
+    fn is_gateway(&self, name: &[u8]) -> bool {
+        self.gateway
+            .as_ref()
+            .is_some_and(|g| same_name(name, g.as_bytes()))
+    }
+
+    fn is_host_prefixed(&self, bare: &[u8]) -> bool {
+        self.host_prefixed
+            .iter()
+            .any(|h| same_name(bare, h.as_bytes()))
+    }
+
+    /// The name the app will see for a piece, or `None` if it is not
+    /// forwarded.
+    fn app_name<'a>(&self, name: &'a [u8]) -> Option<&'a [u8]> {
+        if self.is_gateway(name) {
+            return None;
+        }
+        if let Some(bare) = strip_host_prefix(name)
+            && self.is_host_prefixed(bare)
+        {
+            return Some(bare);
+        }
+        if self.is_host_prefixed(name) {
+            // Only the browser's `__Host-` copy is trusted.
+            return None;
+        }
+        self.forward.matches(name).then_some(name)
+    }
+
+    /// What happens to the piece at index `i` of the request's cookies.
+    fn classify<'a>(&self, headers: &[&'a [u8]], i: usize, p: &Piece<'a>) -> Class<'a> {
+        if self.is_gateway(p.name) {
+            return Class::Gateway;
+        }
+        let Some(app_name) = self.app_name(p.name) else {
+            return Class::Dropped;
+        };
+        let dup = pieces(headers.iter().copied()).enumerate().any(|(j, q)| {
+            j != i
+                && self
+                    .app_name(q.name)
+                    .is_some_and(|n| same_name(n, app_name))
+        });
+        if dup {
+            Class::Tossed(app_name)
+        } else {
+            Class::Forward(app_name)
+        }
+    }
+
+    /// Vets every `Cookie` header of a request (HTTP/2 sends several).
+    /// When the request has one header and every cookie in it passes as
+    /// sent, nothing is allocated and `unchanged` is set.
+    pub fn vet<'a>(&self, headers: &[&'a [u8]]) -> Vetted<'a> {
+        let mut v = Vetted::default();
+        let mut renamed = false;
+        for (i, p) in pieces(headers.iter().copied()).enumerate() {
+            match self.classify(headers, i, &p) {
+                Class::Gateway => {
+                    v.gateway_values.push(p.value);
+                    v.dropped += 1;
+                }
+                Class::Dropped => v.dropped += 1,
+                Class::Tossed(name) => {
+                    if !v.tossed.iter().any(|t| same_name(t, name)) {
+                        v.tossed.push(name);
+                    }
+                    v.dropped += 1;
+                }
+                Class::Forward(name) => renamed |= name.len() != p.name.len(),
+            }
+        }
+        if headers.len() == 1 && v.dropped == 0 && !renamed {
+            v.unchanged = true;
+            return v;
+        }
+        for (i, p) in pieces(headers.iter().copied()).enumerate() {
+            let Class::Forward(app_name) = self.classify(headers, i, &p) else {
+                continue;
+            };
+            if !v.header.is_empty() {
+                v.header.extend_from_slice(b"; ");
+            }
+            if app_name.len() != p.name.len() {
+                // `__Host-NAME=v` reaches the app as `NAME=v`.
+                v.header.extend_from_slice(app_name);
+                v.header.push(b'=');
+                v.header.extend_from_slice(p.value);
+            } else {
+                v.header.extend_from_slice(p.raw);
+            }
+        }
+        v
+    }
+}
+
+enum Class<'a> {
+    Gateway,
+    Dropped,
+    Tossed(&'a [u8]),
+    Forward(&'a [u8]),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rules() -> CookieRules {
+        CookieRules {
+            forward: NameSet::new(["PHPSESSID", "lang", "pref"]),
+            host_prefixed: vec!["pref".into()],
+            gateway: Some("__Host-sg".into()),
+        }
+    }
+
+    fn vet(headers: &[&str]) -> (String, Vec<String>, Vec<String>, usize) {
+        let hs: Vec<&[u8]> = headers.iter().map(|h| h.as_bytes()).collect();
+        let v = rules().vet(&hs);
+        let s = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        let header = if v.unchanged {
+            s(super::trim(hs[0]))
+        } else {
+            s(&v.header)
+        };
+        (
+            header,
+            v.gateway_values.iter().map(|g| s(g)).collect(),
+            v.tossed.iter().map(|t| s(t)).collect(),
+            v.dropped,
+        )
+    }
+
+    #[test]
+    fn table() {
+        type Case<'a> = (&'a [&'a str], &'a str, &'a [&'a str], &'a [&'a str]);
+        let cases: &[Case] = &[
+            (&[], "", &[], &[]),
+            (&["PHPSESSID=abc"], "PHPSESSID=abc", &[], &[]),
+            (
+                &["PHPSESSID=abc; tracking=1; lang=en"],
+                "PHPSESSID=abc; lang=en",
+                &[],
+                &[],
+            ),
+            // HTTP/2 splits cookies into several fields: joined for the app.
+            (
+                &["PHPSESSID=abc", "lang=en"],
+                "PHPSESSID=abc; lang=en",
+                &[],
+                &[],
+            ),
+            // The gateway's cookie never reaches the app; its values are kept.
+            (&["__Host-sg=tok; lang=en"], "lang=en", &["tok"], &[]),
+            (&["__Host-sg=t1; __host-sg=t2"], "", &["t1", "t2"], &[]),
+            // Tossing: a vetted name twice, in any spelling the app merges.
+            (
+                &["PHPSESSID=victim; PHPSESSID=attacker"],
+                "",
+                &[],
+                &["PHPSESSID"],
+            ),
+            (
+                &["PHPSESSID=a", "phpsessid=b; lang=en"],
+                "lang=en",
+                &[],
+                &["PHPSESSID"],
+            ),
+            (&["PHPSESS%49D=a; PHPSESSID=b"], "", &[], &["PHPSESS%49D"]),
+            // A lone encoded name is forwarded as sent: the app decodes it.
+            (&["PHPSESS%49D=a"], "PHPSESS%49D=a", &[], &[]),
+            // A name that is a prefix of a vetted one is not vetted.
+            (&["PHPSESSI=x; PHPSESSIDX=y"], "", &[], &[]),
+            // Host-prefixed app cookies: the `__Host-` copy wins, bare never passes.
+            (&["__Host-pref=dark; pref=light"], "pref=dark", &[], &[]),
+            (&["pref=light"], "", &[], &[]),
+            // Nameless and empty pieces.
+            (&["justvalue; ; lang=en;"], "lang=en", &[], &[]),
+            // Quoted values and odd bytes pass unchanged.
+            (&["lang=\"en us\""], "lang=\"en us\"", &[], &[]),
+        ];
+        for (headers, want, gw, tossed) in cases {
+            let (h, g, t, _) = vet(headers);
+            assert_eq!(h, *want, "{headers:?}");
+            assert_eq!(g, *gw, "{headers:?}");
+            assert_eq!(t, *tossed, "{headers:?}");
+        }
+    }
+
+    #[test]
+    fn a_single_clean_header_is_reused() {
+        let h: [&[u8]; 1] = [b"PHPSESSID=abc; lang=en"];
+        assert!(rules().vet(&h).unchanged);
+        let h: [&[u8]; 1] = [b"PHPSESSID=abc; x=1"];
+        assert!(!rules().vet(&h).unchanged);
+    }
+
+    #[test]
+    fn a_hundred_cookies() {
+        let mut header = String::new();
+        for i in 0..100 {
+            header.push_str(&format!("c{i}=v{i}; "));
+        }
+        header.push_str("lang=en");
+        let (h, _, _, dropped) = vet(&[&header]);
+        assert_eq!(h, "lang=en");
+        assert_eq!(dropped, 100);
+    }
+}

@@ -1,0 +1,601 @@
+//! `Set-Cookie` hardening, byte-preserving.
+//!
+//! Each upstream `Set-Cookie` is read the way a browser reads it (RFC
+//! 6265bis §5.6) and only its security attributes are changed: `Secure`
+//! added, `HttpOnly` added unless the cookie is script-readable, `SameSite`
+//! raised to the site policy, the lifetime capped, `Domain` removed unless
+//! allowed. Everything else (name, value, `Path`, `Expires`, `Partitioned`,
+//! `Priority`, attributes nobody knows yet) passes byte for byte. A cookie a
+//! browser would have refused stays refused: it is dropped rather than
+//! repaired into something the browser would accept.
+
+use super::cookie_date;
+use super::names::NameSet;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum SameSite {
+    None,
+    Lax,
+    Strict,
+}
+
+impl SameSite {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SameSite::None => "None",
+            SameSite::Lax => "Lax",
+            SameSite::Strict => "Strict",
+        }
+    }
+}
+
+/// Per-cookie exceptions to the site policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Override {
+    pub name: String,
+    pub same_site: Option<SameSite>,
+    /// The browser sees `__Host-NAME`; the app keeps seeing `NAME`.
+    pub host_prefix: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct CookiePolicy {
+    pub same_site: SameSite,
+    /// Longest lifetime a persistent cookie may keep, in seconds.
+    pub max_lifetime: Option<u64>,
+    pub script_readable: NameSet,
+    /// Domains (lower-case, no leading dot) a `Domain` attribute may keep.
+    pub allow_domains: Vec<String>,
+    pub overrides: Vec<Override>,
+}
+
+impl CookiePolicy {
+    pub fn override_for(&self, name: &[u8]) -> Option<&Override> {
+        self.overrides.iter().find(|o| o.name.as_bytes() == name)
+    }
+}
+
+/// Why a `Set-Cookie` was dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// Control characters, empty, or over 4096 bytes: browsers ignore it.
+    Invalid,
+    /// `__Secure-`/`__Host-` rules broken: browsers refuse it.
+    Prefix,
+    /// `Domain` does not cover the host: browsers refuse it.
+    Domain,
+}
+
+impl Refused {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Refused::Invalid => "invalid",
+            Refused::Prefix => "prefix_rules",
+            Refused::Domain => "domain_mismatch",
+        }
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Unchanged,
+    Rewritten(Vec<u8>),
+    Dropped(Refused),
+}
+
+/// A `Set-Cookie` line split as a browser splits it.
+pub struct Parsed<'a> {
+    line: &'a [u8],
+    /// End of the name-value pair (index of the first `;`, or the end).
+    nvp_end: usize,
+    pub name: &'a [u8],
+    pub value: &'a [u8],
+}
+
+/// One attribute: its whole piece (from its `;`) and its trimmed parts.
+struct Attr<'a> {
+    piece: &'a [u8],
+    name: &'a [u8],
+    value: &'a [u8],
+}
+
+fn trim(b: &[u8]) -> &[u8] {
+    let start = b
+        .iter()
+        .position(|c| !matches!(c, b' ' | b'\t'))
+        .unwrap_or(b.len());
+    let end = b
+        .iter()
+        .rposition(|c| !matches!(c, b' ' | b'\t'))
+        .map_or(start, |e| e + 1);
+    &b[start..end]
+}
+
+/// Splits the name-value pair; `None` where a browser ignores the line.
+pub fn parse(line: &[u8]) -> Option<Parsed<'_>> {
+    // §5.6 step 1: CTLs other than HTAB abort.
+    if line.iter().any(|&b| (b < 0x20 && b != b'\t') || b == 0x7f) {
+        return None;
+    }
+    let nvp_end = line.iter().position(|&b| b == b';').unwrap_or(line.len());
+    let nvp = &line[..nvp_end];
+    let (name, value) = match nvp.iter().position(|&b| b == b'=') {
+        Some(eq) => (trim(&nvp[..eq]), trim(&nvp[eq + 1..])),
+        // No `=`: a nameless cookie whose value is the whole pair.
+        None => (&nvp[..0], trim(nvp)),
+    };
+    if (name.is_empty() && value.is_empty()) || name.len() + value.len() > 4096 {
+        return None;
+    }
+    Some(Parsed {
+        line,
+        nvp_end,
+        name,
+        value,
+    })
+}
+
+impl<'a> Parsed<'a> {
+    fn attrs(&self) -> impl Iterator<Item = Attr<'a>> + 'a {
+        let line = self.line;
+        let mut pos = self.nvp_end;
+        std::iter::from_fn(move || {
+            if pos >= line.len() {
+                return None;
+            }
+            let end = line[pos + 1..]
+                .iter()
+                .position(|&b| b == b';')
+                .map_or(line.len(), |e| pos + 1 + e);
+            let piece = &line[pos..end];
+            pos = end;
+            let body = &piece[1..];
+            let (name, value) = match body.iter().position(|&b| b == b'=') {
+                Some(eq) => (trim(&body[..eq]), trim(&body[eq + 1..])),
+                None => (trim(body), &body[..0]),
+            };
+            Some(Attr { piece, name, value })
+        })
+    }
+
+    /// What a browser would record of the attributes (§5.6, §5.7): the last
+    /// valid occurrence of each wins.
+    pub fn summary(&self, now: i64) -> Summary<'a> {
+        let mut s = Summary::default();
+        for a in self.attrs() {
+            if a.value.len() > 1024 {
+                continue;
+            }
+            let n = a.name;
+            if n.eq_ignore_ascii_case(b"secure") {
+                s.secure = true;
+            } else if n.eq_ignore_ascii_case(b"httponly") {
+                s.http_only = true;
+            } else if n.eq_ignore_ascii_case(b"samesite") {
+                s.same_site_attrs += 1;
+                s.same_site = Some(if a.value.eq_ignore_ascii_case(b"strict") {
+                    Some(SameSite::Strict)
+                } else if a.value.eq_ignore_ascii_case(b"lax") {
+                    Some(SameSite::Lax)
+                } else if a.value.eq_ignore_ascii_case(b"none") {
+                    Some(SameSite::None)
+                } else {
+                    None
+                });
+            } else if n.eq_ignore_ascii_case(b"max-age") {
+                if let Some(secs) = max_age(a.value) {
+                    s.max_age = Some(secs);
+                }
+            } else if n.eq_ignore_ascii_case(b"expires") {
+                if let Some(t) = cookie_date::parse(a.value) {
+                    s.expires_in = Some(t.saturating_sub(now));
+                }
+            } else if n.eq_ignore_ascii_case(b"domain") {
+                if !a.value.is_empty() {
+                    s.domain = Some(a.value);
+                }
+            } else if n.eq_ignore_ascii_case(b"path") {
+                s.path = Some(a.value);
+            }
+        }
+        s
+    }
+}
+
+/// What a browser would make of a cookie's attributes.
+#[derive(Debug, Default)]
+pub struct Summary<'a> {
+    pub secure: bool,
+    pub http_only: bool,
+    /// The last `SameSite`: `Some(None)` for a value browsers do not know.
+    pub same_site: Option<Option<SameSite>>,
+    same_site_attrs: usize,
+    pub max_age: Option<i64>,
+    /// Seconds from now to `Expires`.
+    pub expires_in: Option<i64>,
+    pub domain: Option<&'a [u8]>,
+    pub path: Option<&'a [u8]>,
+}
+
+impl Summary<'_> {
+    /// Seconds the cookie lives: `None` for a session cookie, `<= 0` for a
+    /// cookie that deletes (Max-Age wins over Expires).
+    pub fn lifetime(&self) -> Option<i64> {
+        self.max_age.or(self.expires_in)
+    }
+
+    pub fn deletes(&self) -> bool {
+        self.lifetime().is_some_and(|l| l <= 0)
+    }
+}
+
+/// `Max-Age` as browsers read it: optional `-`, then digits only.
+fn max_age(v: &[u8]) -> Option<i64> {
+    let (neg, digits) = match v.strip_prefix(b"-") {
+        Some(d) => (true, d),
+        None => (false, v),
+    };
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let n = digits.iter().fold(0i64, |acc, &b| {
+        acc.saturating_mul(10).saturating_add(i64::from(b - b'0'))
+    });
+    Some(if neg { -n } else { n })
+}
+
+/// Whether `host` is covered by a `Domain` value (§5.1.3 domain-match).
+fn domain_matches(host: &str, domain: &[u8]) -> bool {
+    let domain = domain.strip_prefix(b".").unwrap_or(domain);
+    let host = host.as_bytes();
+    if host.eq_ignore_ascii_case(domain) {
+        return true;
+    }
+    let is_ip = std::str::from_utf8(host).is_ok_and(|h| {
+        h.trim_matches(['[', ']'])
+            .parse::<std::net::IpAddr>()
+            .is_ok()
+    });
+    !is_ip
+        && host.len() > domain.len() + 1
+        && host[host.len() - domain.len() - 1] == b'.'
+        && host[host.len() - domain.len()..].eq_ignore_ascii_case(domain)
+}
+
+fn starts_with_ci(s: &[u8], prefix: &[u8]) -> bool {
+    s.len() >= prefix.len() && s[..prefix.len()].eq_ignore_ascii_case(prefix)
+}
+
+/// Hardens one `Set-Cookie` line for a response to `host` (the public host
+/// name, without port). `now` is Unix seconds, for `Expires`.
+pub fn harden(line: &[u8], policy: &CookiePolicy, host: &str, now: i64) -> Outcome {
+    let Some(p) = parse(line) else {
+        return Outcome::Dropped(Refused::Invalid);
+    };
+    let s = p.summary(now);
+
+    // Prefix rules (§4.1.3): the browser would refuse these; keep it so.
+    if p.name.is_empty()
+        && (starts_with_ci(p.value, b"__secure-") || starts_with_ci(p.value, b"__host-"))
+    {
+        return Outcome::Dropped(Refused::Prefix);
+    }
+    if starts_with_ci(p.name, b"__secure-") && !s.secure {
+        return Outcome::Dropped(Refused::Prefix);
+    }
+    if starts_with_ci(p.name, b"__host-")
+        && (!s.secure || s.domain.is_some() || s.path != Some(b"/"))
+    {
+        return Outcome::Dropped(Refused::Prefix);
+    }
+    if let Some(d) = s.domain
+        && !domain_matches(host, d)
+    {
+        return Outcome::Dropped(Refused::Domain);
+    }
+
+    let ov = policy.override_for(p.name);
+    let host_prefix = ov.is_some_and(|o| o.host_prefix) && !starts_with_ci(p.name, b"__host-");
+    let drop_domain = s.domain.is_some_and(|d| {
+        host_prefix || {
+            let d = d.strip_prefix(b".").unwrap_or(d);
+            !policy
+                .allow_domains
+                .iter()
+                .any(|a| a.as_bytes().eq_ignore_ascii_case(d))
+        }
+    });
+    let fix_path = host_prefix && s.path != Some(b"/");
+    let add_secure = !s.secure;
+    let add_http_only = !s.http_only && !policy.script_readable.matches(p.name);
+    let want_same_site = match ov.and_then(|o| o.same_site) {
+        Some(forced) => {
+            (s.same_site != Some(Some(forced)) || s.same_site_attrs > 1).then_some(forced)
+        }
+        None => {
+            let current = s.same_site.flatten();
+            match current {
+                Some(c) if c > policy.same_site => None,
+                Some(c) if c == policy.same_site && s.same_site_attrs == 1 => None,
+                _ => Some(policy.same_site),
+            }
+        }
+    };
+    let cap = policy.max_lifetime.map(|c| c.min(i64::MAX as u64) as i64);
+    let cap_lifetime = match (cap, s.lifetime()) {
+        (Some(cap), Some(l)) if l > cap => Some(cap),
+        _ => None,
+    };
+    let drop_max_age = cap_lifetime.is_some() && s.max_age.is_some();
+
+    if !(host_prefix
+        || drop_domain
+        || fix_path
+        || add_secure
+        || add_http_only
+        || want_same_site.is_some()
+        || cap_lifetime.is_some())
+    {
+        return Outcome::Unchanged;
+    }
+
+    let mut out = Vec::with_capacity(line.len() + 48);
+    if host_prefix {
+        let name_start = p.name.as_ptr() as usize - line.as_ptr() as usize;
+        out.extend_from_slice(&line[..name_start]);
+        out.extend_from_slice(b"__Host-");
+        out.extend_from_slice(&line[name_start..p.nvp_end]);
+    } else {
+        out.extend_from_slice(&line[..p.nvp_end]);
+    }
+    for a in p.attrs() {
+        let n = a.name;
+        let remove = (drop_domain && n.eq_ignore_ascii_case(b"domain"))
+            || (fix_path && n.eq_ignore_ascii_case(b"path"))
+            || (want_same_site.is_some() && n.eq_ignore_ascii_case(b"samesite"))
+            || (drop_max_age && n.eq_ignore_ascii_case(b"max-age"));
+        if !remove {
+            out.extend_from_slice(a.piece);
+        }
+        let _ = a.value;
+    }
+    if fix_path {
+        out.extend_from_slice(b"; Path=/");
+    }
+    if add_secure {
+        out.extend_from_slice(b"; Secure");
+    }
+    if add_http_only {
+        out.extend_from_slice(b"; HttpOnly");
+    }
+    if let Some(ss) = want_same_site {
+        out.extend_from_slice(b"; SameSite=");
+        out.extend_from_slice(ss.as_str().as_bytes());
+    }
+    if let Some(cap) = cap_lifetime {
+        out.extend_from_slice(format!("; Max-Age={cap}").as_bytes());
+    }
+    Outcome::Rewritten(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: i64 = 1_700_000_000; // 2023-11-14T22:13:20Z
+
+    fn policy() -> CookiePolicy {
+        CookiePolicy {
+            same_site: SameSite::Lax,
+            max_lifetime: Some(86_400),
+            script_readable: NameSet::new(["XSRF-TOKEN"]),
+            allow_domains: vec!["shared.test".into()],
+            overrides: vec![
+                Override {
+                    name: "saml".into(),
+                    same_site: Some(SameSite::None),
+                    host_prefix: false,
+                },
+                Override {
+                    name: "pref".into(),
+                    same_site: None,
+                    host_prefix: true,
+                },
+            ],
+        }
+    }
+
+    fn run(line: &str) -> String {
+        match harden(line.as_bytes(), &policy(), "app.shared.test", NOW) {
+            Outcome::Unchanged => line.to_string(),
+            Outcome::Rewritten(v) => String::from_utf8(v).unwrap(),
+            Outcome::Dropped(r) => format!("DROPPED {}", r.as_str()),
+        }
+    }
+
+    #[test]
+    fn table() {
+        let cases: &[(&str, &str)] = &[
+            // The common case: flags added.
+            (
+                "PHPSESSID=abc; path=/",
+                "PHPSESSID=abc; path=/; Secure; HttpOnly; SameSite=Lax",
+            ),
+            // Already hard: untouched (and not reallocated, see below).
+            (
+                "a=b; Secure; HttpOnly; SameSite=Lax",
+                "a=b; Secure; HttpOnly; SameSite=Lax",
+            ),
+            // Mixed case and odd spacing count as present.
+            (
+                "a=b;secure;HTTPONLY;  samesite=lax",
+                "a=b;secure;HTTPONLY;  samesite=lax",
+            ),
+            // `Secure=false` is still Secure to a browser.
+            (
+                "a=b; Secure=false; HttpOnly; SameSite=Lax",
+                "a=b; Secure=false; HttpOnly; SameSite=Lax",
+            ),
+            // Stricter upstream SameSite is kept; weaker is raised.
+            (
+                "a=b; SameSite=Strict",
+                "a=b; SameSite=Strict; Secure; HttpOnly",
+            ),
+            (
+                "a=b; SameSite=None; Secure",
+                "a=b; Secure; HttpOnly; SameSite=Lax",
+            ),
+            ("a=b; SameSite=bogus", "a=b; Secure; HttpOnly; SameSite=Lax"),
+            // Duplicate SameSite: the last wins in a browser; normalise to one.
+            (
+                "a=b; SameSite=Lax; SameSite=None",
+                "a=b; Secure; HttpOnly; SameSite=Lax",
+            ),
+            (
+                "a=b; SameSite=None; SameSite=Strict",
+                "a=b; SameSite=None; SameSite=Strict; Secure; HttpOnly",
+            ),
+            // Per-cookie override: None, always with Secure.
+            (
+                "saml=x; SameSite=Lax",
+                "saml=x; Secure; HttpOnly; SameSite=None",
+            ),
+            // Script-readable cookies keep script access.
+            (
+                "XSRF-TOKEN=t; Path=/",
+                "XSRF-TOKEN=t; Path=/; Secure; SameSite=Lax",
+            ),
+            // Unknown attributes and values pass byte for byte.
+            (
+                "id=\"q u\"; Partitioned; Priority=High; Foo",
+                "id=\"q u\"; Partitioned; Priority=High; Foo; Secure; HttpOnly; SameSite=Lax",
+            ),
+            // Lifetimes: capped, session cookies stay session cookies.
+            (
+                "a=b; Max-Age=31536000",
+                "a=b; Secure; HttpOnly; SameSite=Lax; Max-Age=86400",
+            ),
+            (
+                "a=b; Max-Age=3600",
+                "a=b; Max-Age=3600; Secure; HttpOnly; SameSite=Lax",
+            ),
+            (
+                "a=b; Max-Age=99999999999999999999999",
+                "a=b; Secure; HttpOnly; SameSite=Lax; Max-Age=86400",
+            ),
+            (
+                "a=b; Expires=Wed, 21 Oct 2065 07:28:00 GMT",
+                "a=b; Expires=Wed, 21 Oct 2065 07:28:00 GMT; Secure; HttpOnly; SameSite=Lax; Max-Age=86400",
+            ),
+            (
+                "a=b; Expires=Tue, 14 Nov 2023 23:13:20 GMT",
+                "a=b; Expires=Tue, 14 Nov 2023 23:13:20 GMT; Secure; HttpOnly; SameSite=Lax",
+            ),
+            // Deleting cookies still delete.
+            (
+                "a=; Max-Age=0",
+                "a=; Max-Age=0; Secure; HttpOnly; SameSite=Lax",
+            ),
+            (
+                "a=; Expires=Thu, 01 Jan 1970 00:00:00 GMT",
+                "a=; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Secure; HttpOnly; SameSite=Lax",
+            ),
+            (
+                "a=; Max-Age=-1; Expires=Wed, 21 Oct 2065 07:28:00 GMT",
+                "a=; Max-Age=-1; Expires=Wed, 21 Oct 2065 07:28:00 GMT; Secure; HttpOnly; SameSite=Lax",
+            ),
+            // An invalid Max-Age is ignored by browsers, so Expires decides.
+            (
+                "a=b; Max-Age=1x; Expires=Wed, 21 Oct 2065 07:28:00 GMT",
+                "a=b; Max-Age=1x; Expires=Wed, 21 Oct 2065 07:28:00 GMT; Secure; HttpOnly; SameSite=Lax; Max-Age=86400",
+            ),
+            // Domain: removed unless allowed; refused if it does not cover the host.
+            (
+                "a=b; Domain=app.shared.test",
+                "a=b; Secure; HttpOnly; SameSite=Lax",
+            ),
+            (
+                "a=b; Domain=.Shared.Test; Secure; HttpOnly; SameSite=Lax",
+                "a=b; Domain=.Shared.Test; Secure; HttpOnly; SameSite=Lax",
+            ),
+            ("a=b; Domain=evil.test", "DROPPED domain_mismatch"),
+            ("a=b; Domain=pp.shared.test", "DROPPED domain_mismatch"),
+            (
+                "a=b; Domain=",
+                "a=b; Domain=; Secure; HttpOnly; SameSite=Lax",
+            ),
+            // No `=`: a nameless cookie; flags all the same.
+            ("justavalue", "justavalue; Secure; HttpOnly; SameSite=Lax"),
+            ("=v", "=v; Secure; HttpOnly; SameSite=Lax"),
+            // Refused by browsers, so refused here.
+            ("", "DROPPED invalid"),
+            ("=", "DROPPED invalid"),
+            ("; Secure", "DROPPED invalid"),
+            ("a=b\u{1}c", "DROPPED invalid"),
+            ("__Secure-a=b", "DROPPED prefix_rules"),
+            ("__secure-a=b; Path=/", "DROPPED prefix_rules"),
+            ("__Host-a=b; Secure", "DROPPED prefix_rules"),
+            (
+                "__Host-a=b; Secure; Path=/; Domain=app.shared.test",
+                "DROPPED prefix_rules",
+            ),
+            (
+                "__Host-a=b; Secure; Path=/",
+                "__Host-a=b; Secure; Path=/; HttpOnly; SameSite=Lax",
+            ),
+            ("__Host-x", "DROPPED prefix_rules"),
+            // Host-prefixing: renamed, Path forced to /, Domain gone.
+            (
+                "pref=dark; Path=/; Domain=shared.test",
+                "__Host-pref=dark; Path=/; Secure; HttpOnly; SameSite=Lax",
+            ),
+            (
+                "pref=dark",
+                "__Host-pref=dark; Path=/; Secure; HttpOnly; SameSite=Lax",
+            ),
+            // A name that is a prefix of an overridden one is not it.
+            ("prefs=1", "prefs=1; Secure; HttpOnly; SameSite=Lax"),
+        ];
+        for (input, want) in cases {
+            assert_eq!(run(input), *want, "input: {input}");
+        }
+    }
+
+    #[test]
+    fn expires_with_a_comma_is_one_attribute() {
+        let line = b"a=b; Expires=Wed, 21 Oct 2065 07:28:00 GMT; Path=/";
+        let p = parse(line).unwrap();
+        let s = p.summary(NOW);
+        assert!(s.expires_in.unwrap() > 0);
+        assert_eq!(s.path, Some(&b"/"[..]));
+    }
+
+    #[test]
+    fn already_hardened_needs_no_allocation() {
+        let line = b"a=b; Secure; HttpOnly; SameSite=Strict; Max-Age=60";
+        assert_eq!(
+            harden(line, &policy(), "app.shared.test", NOW),
+            Outcome::Unchanged
+        );
+    }
+
+    #[test]
+    fn non_utf8_bytes_pass_through() {
+        let line = b"a=\xff\xfe; Path=/";
+        match harden(line, &policy(), "app.shared.test", NOW) {
+            Outcome::Rewritten(v) => assert!(v.starts_with(b"a=\xff\xfe; Path=/; Secure")),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_hundred_attributes() {
+        let mut line = String::from("a=b");
+        for i in 0..100 {
+            line.push_str(&format!("; X{i}=y"));
+        }
+        let out = run(&line);
+        assert!(out.starts_with(&line));
+        assert!(out.ends_with("; Secure; HttpOnly; SameSite=Lax"));
+    }
+}
