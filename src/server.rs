@@ -185,6 +185,7 @@ pub async fn serve(
             "shutdown grace period over; closing the remaining connections"
         ),
     }
+    crate::audit::COUNTERS.log();
 }
 
 /// Runs a connection to its end; on shutdown, lets in-flight requests finish

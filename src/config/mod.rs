@@ -13,6 +13,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use http::HeaderValue;
+
+use crate::policy::cookie::CookieRules;
+use crate::policy::names::NameSet;
+use crate::policy::set_cookie::{CookiePolicy, Override, SameSite};
 use http::uri::{Authority, Scheme};
 use ipnet::IpNet;
 
@@ -98,6 +102,34 @@ pub struct Site {
     pub max_request_body: u64,
     /// The ready-made `Strict-Transport-Security` value, or `None` when off.
     pub hsts: Option<HeaderValue>,
+    pub session: Session,
+    pub cookies: Cookies,
+    /// Parameter names removed from request URLs and upstream redirects.
+    pub url_session_params: NameSet,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionMode {
+    /// The app's session cookie reaches the browser hardened and comes back
+    /// on the forward list.
+    Harden,
+}
+
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub mode: SessionMode,
+    /// The app's session cookie names (exact, or `PREFIX*`).
+    pub cookies: NameSet,
+}
+
+#[derive(Debug, Clone)]
+pub struct Cookies {
+    /// How upstream `Set-Cookie` lines are hardened.
+    pub set_cookie: CookiePolicy,
+    /// Which request cookies reach the app.
+    pub request: CookieRules,
+    /// The forward list as configured (without the session cookies).
+    pub forward: NameSet,
 }
 
 #[derive(Debug, Clone)]
@@ -338,6 +370,9 @@ fn read_site(cx: &mut Ctx<'_>, i: usize, t: TableRef<'_, '_>) -> Site {
             "upstream",
             "max_request_body",
             "hsts",
+            "session",
+            "cookies",
+            "url",
         ],
     );
     let mut hosts = Vec::new();
@@ -413,6 +448,11 @@ fn read_site(cx: &mut Ctx<'_>, i: usize, t: TableRef<'_, '_>) -> Site {
         None
     };
 
+    let session = read_session(cx, &s);
+    let cookies = read_cookies(cx, &s, &session);
+    let url = s.child(cx, "url", &["session_params"]);
+    let url_session_params = names_or(cx, &url, "session_params", DEFAULT_URL_SESSION_PARAMS);
+
     Site {
         name,
         hosts,
@@ -422,6 +462,222 @@ fn read_site(cx: &mut Ctx<'_>, i: usize, t: TableRef<'_, '_>) -> Site {
         upstream,
         max_request_body,
         hsts: hsts_value,
+        session,
+        cookies,
+        url_session_params,
+    }
+}
+
+/// Session parameter names real frameworks put in URLs: PHP, Java servlets,
+/// classic ASP and ASP.NET (cookieless), ColdFusion, and generic ones.
+const DEFAULT_URL_SESSION_PARAMS: &[&str] = &[
+    "PHPSESSID",
+    "JSESSIONID",
+    "ASPSESSIONID*",
+    "ASP.NET_SessionId",
+    "CFID",
+    "CFTOKEN",
+    "sid",
+    "sessionid",
+    "session_id",
+    "SESSID",
+];
+
+/// Session cookie names of common frameworks: PHP, servlet containers,
+/// ASP/ASP.NET, ColdFusion, Express, Laravel, Rails, Flask, Django.
+const DEFAULT_SESSION_COOKIES: &[&str] = &[
+    "PHPSESSID",
+    "JSESSIONID",
+    "ASPSESSIONID*",
+    "ASP.NET_SessionId",
+    "CFID",
+    "CFTOKEN",
+    "connect.sid",
+    "laravel_session",
+    "_session_id",
+    "session",
+    "sessionid",
+];
+
+/// Persistent cookies live at most this long: a month covers "remember me"
+/// without leaving year-long credentials in browsers.
+const DEFAULT_MAX_COOKIE_LIFETIME: Duration = Duration::from_secs(30 * 86_400);
+
+/// A list of names (exact, or `PREFIX*`), or the defaults when absent.
+fn names_or(cx: &mut Ctx<'_>, s: &Section<'_, '_>, key: &str, default: &[&str]) -> NameSet {
+    match s.strings(cx, key) {
+        None => NameSet::new(default),
+        Some(list) => {
+            let mut set = NameSet::default();
+            for (i, (name, span)) in list.into_iter().enumerate() {
+                if valid_name(&name) {
+                    set.push(&name);
+                } else {
+                    cx.problem(
+                        format!("{}[{i}]", s.key_path(key)),
+                        Some(span),
+                        format!("`{name}` is not a name; use letters, digits and -._ (a trailing * matches a prefix)"),
+                    );
+                }
+            }
+            set
+        }
+    }
+}
+
+/// A cookie or parameter name as an operator writes it: a token, with an
+/// optional trailing `*`.
+fn valid_name(name: &str) -> bool {
+    let body = name.strip_suffix('*').unwrap_or(name);
+    !body.is_empty()
+        && body
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'+-.^_`|~".contains(&b))
+}
+
+fn read_session(cx: &mut Ctx<'_>, site: &Section<'_, '_>) -> Session {
+    let s = site.child(cx, "session", &["mode", "cookies"]);
+    let mode = match s.opt_str(cx, "mode") {
+        None => SessionMode::Harden,
+        Some((m, _)) if m == "harden" => SessionMode::Harden,
+        Some((m, span)) => {
+            cx.problem(
+                s.key_path("mode"),
+                Some(span),
+                format!("`{m}` is not a session mode; valid: \"harden\""),
+            );
+            SessionMode::Harden
+        }
+    };
+    let cookies = names_or(cx, &s, "cookies", DEFAULT_SESSION_COOKIES);
+    Session { mode, cookies }
+}
+
+fn same_site(cx: &mut Ctx<'_>, s: &Section<'_, '_>, key: &str) -> Option<SameSite> {
+    let (v, span) = s.opt_str(cx, key)?;
+    match v.to_ascii_lowercase().as_str() {
+        "strict" => Some(SameSite::Strict),
+        "lax" => Some(SameSite::Lax),
+        "none" => Some(SameSite::None),
+        _ => {
+            cx.problem(
+                s.key_path(key),
+                Some(span),
+                format!("`{v}` is not a SameSite value; valid: \"strict\", \"lax\", \"none\""),
+            );
+            None
+        }
+    }
+}
+
+fn read_cookies(cx: &mut Ctx<'_>, site: &Section<'_, '_>, session: &Session) -> Cookies {
+    let s = site.child(
+        cx,
+        "cookies",
+        &[
+            "same_site",
+            "max_lifetime",
+            "script_readable",
+            "forward",
+            "allow_domains",
+            "override",
+        ],
+    );
+    let site_same_site = same_site(cx, &s, "same_site").unwrap_or(SameSite::Lax);
+    let max_lifetime = s
+        .duration(cx, "max_lifetime", DEFAULT_MAX_COOKIE_LIFETIME)
+        .as_secs();
+    let script_readable = names_or(cx, &s, "script_readable", &[]);
+    let forward = names_or(cx, &s, "forward", &[]);
+    let mut allow_domains = Vec::new();
+    for (i, (d, span)) in s
+        .strings(cx, "allow_domains")
+        .unwrap_or_default()
+        .into_iter()
+        .enumerate()
+    {
+        match normalize_host(d.strip_prefix('.').unwrap_or(&d)) {
+            Some(d) => allow_domains.push(d),
+            None => cx.problem(
+                format!("{}[{i}]", s.key_path("allow_domains")),
+                Some(span),
+                format!("`{d}` is not a domain"),
+            ),
+        }
+    }
+    let mut overrides: Vec<Override> = Vec::new();
+    for (i, t) in s.tables(cx, "override").into_iter().enumerate() {
+        let o = Section::new(
+            cx,
+            format!("{}[{i}]", s.key_path("override")),
+            Some(t),
+            &["name", "same_site", "host_prefix", "path"],
+        );
+        let name = match o.opt_str(cx, "name") {
+            Some((n, span)) if !valid_name(&n) || n.ends_with('*') => {
+                cx.problem(
+                    o.key_path("name"),
+                    Some(span),
+                    format!("`{n}` is not a cookie name (no patterns here)"),
+                );
+                continue;
+            }
+            Some((n, _)) => n,
+            None => {
+                cx.problem(
+                    o.key_path("name"),
+                    o.span(),
+                    "missing; the cookie's exact name",
+                );
+                continue;
+            }
+        };
+        let same_site = same_site(cx, &o, "same_site");
+        let host_prefix = o.bool(cx, "host_prefix", false);
+        let path = o.string(cx, "path", "/");
+        if host_prefix && path != "/" {
+            cx.problem(
+                o.key_path("host_prefix"),
+                o.span_of("host_prefix"),
+                format!("the app scopes `{name}` to path `{path}`, but a __Host- cookie must have Path=/; drop host_prefix or the path"),
+            );
+        }
+        if overrides.iter().any(|x| x.name == name) {
+            cx.problem(
+                o.key_path("name"),
+                o.span_of("name"),
+                format!("`{name}` has an override already"),
+            );
+        }
+        overrides.push(Override {
+            name,
+            same_site,
+            host_prefix,
+        });
+    }
+    let mut forward_all = forward.clone();
+    match session.mode {
+        SessionMode::Harden => forward_all.extend(&session.cookies),
+    }
+    let request = CookieRules {
+        forward: forward_all,
+        host_prefixed: overrides
+            .iter()
+            .filter(|o| o.host_prefix)
+            .map(|o| o.name.clone())
+            .collect(),
+        gateway: None,
+    };
+    Cookies {
+        set_cookie: CookiePolicy {
+            same_site: site_same_site,
+            max_lifetime: Some(max_lifetime),
+            script_readable,
+            allow_domains,
+            overrides,
+        },
+        request,
+        forward,
     }
 }
 

@@ -16,6 +16,8 @@ struct Pattern {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NameSet {
     patterns: Vec<Pattern>,
+    /// The names as configured, for display.
+    written: Vec<String>,
 }
 
 impl NameSet {
@@ -38,6 +40,19 @@ impl NameSet {
         };
         if !self.patterns.contains(&p) {
             self.patterns.push(p);
+            self.written.push(name.to_string());
+        }
+    }
+
+    /// The names as configured.
+    pub fn names(&self) -> &[String] {
+        &self.written
+    }
+
+    /// Adds every name of `other`.
+    pub fn extend(&mut self, other: &NameSet) {
+        for n in &other.written {
+            self.push(n);
         }
     }
 

@@ -67,6 +67,11 @@ pub fn rewrite_url(url: &str, p: &Public<'_>) -> Option<String> {
 
 /// Rewrites the URL inside a `Refresh` value (`5; url=http://...`).
 pub fn rewrite_refresh(value: &str, p: &Public<'_>) -> Option<String> {
+    map_refresh_url(value, |url| rewrite_url(url, p))
+}
+
+/// Applies `f` to the URL inside a `Refresh` value, keeping the rest.
+pub fn map_refresh_url(value: &str, f: impl FnOnce(&str) -> Option<String>) -> Option<String> {
     let lower = value.to_ascii_lowercase();
     let at = lower.find("url")?;
     let after = value[at + 3..].trim_start();
@@ -79,7 +84,7 @@ pub fn rewrite_refresh(value: &str, p: &Public<'_>) -> Option<String> {
         Some(q) => inner.split(q).next().unwrap_or(inner),
         None => inner,
     };
-    let new = rewrite_url(url, p)?;
+    let new = f(url)?;
     let start = value.len() - after.len();
     let q = quote.map(String::from).unwrap_or_default();
     Some(format!("{}{q}{new}{q}", &value[..start]))

@@ -13,14 +13,14 @@ pub mod location;
 mod upstream;
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::uri::{Authority, PathAndQuery, Scheme};
-use http::{Request, Response, StatusCode, Uri, Version};
+use http::{Method, Request, Response, StatusCode, Uri, Version};
 use http_body_util::{Either, Full, Limited};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
@@ -28,8 +28,12 @@ use hyper_util::rt::TokioIo;
 pub use error::{ProxyError, Side, status_response};
 use location::Public;
 
-use crate::config::Config;
+use crate::audit;
+use crate::config::{Config, Site};
 use crate::observability;
+use crate::policy;
+use crate::policy::names::NameSet;
+use crate::policy::set_cookie::{self, Outcome};
 use crate::tls::TlsError;
 
 /// What the gateway sends to clients: the upstream's body streamed through,
@@ -92,17 +96,18 @@ impl Gateway {
         let started = Instant::now();
         let method = req.method().clone();
         let path_for_log = observability::loggable_path(req.uri().path()).into_owned();
-        let client = conn.peer.ip();
+        let client = forward::client_addr(
+            conn.peer.ip(),
+            req.headers(),
+            &self.config.listen.trusted_proxies,
+        );
 
         let (site, result) = match self.route(&req, conn) {
-            Ok((site, host)) => (Some(site), self.proxy(site, host, req, conn).await),
+            Ok((site, host)) => (Some(site), self.proxy(site, host, req, conn, client).await),
             Err(e) => (None, Err(e)),
         };
         let (mut res, upstream_status) = match result {
-            Ok(res) => {
-                let status = res.status();
-                (res, Some(status))
-            }
+            Ok(answered) => answered,
             Err(e) => {
                 log_failure(&e, site.map(|s| self.config.sites[s].name.as_str()));
                 (e.to_response(), None)
@@ -159,8 +164,15 @@ impl Gateway {
         host: HeaderValue,
         mut req: Request<Incoming>,
         conn: &ConnInfo,
-    ) -> Result<Response<Body>, ProxyError> {
+        client: IpAddr,
+    ) -> Result<(Response<Body>, Option<StatusCode>), ProxyError> {
         let site = &self.config.sites[site_index];
+        let public_host = host
+            .to_str()
+            .ok()
+            .and_then(location::split_host_port)
+            .map(|(h, _)| h)
+            .unwrap_or_default();
 
         // Request filter.
         // TRACE would echo back the Cookie header the gateway sends upstream;
@@ -176,11 +188,28 @@ impl Gateway {
         if declared_len.is_some_and(|n| n > site.max_request_body) {
             return Err(ProxyError::BodyTooLarge);
         }
-        let path = match req.uri().path_and_query() {
+        let mut path = match req.uri().path_and_query() {
             Some(pq) if pq.as_str().starts_with('/') => pq.clone(),
             None => PathAndQuery::from_static("/"),
             Some(_) => return Err(ProxyError::BadTarget),
         };
+
+        // Session IDs in the URL: a GET or HEAD is sent to the clean URL, so
+        // the ID leaves the address bar and history; other methods go on
+        // with the clean URL. Either way the app never sees the ID.
+        if let Some(clean) = policy::url::strip(path.as_str(), &site.url_session_params) {
+            audit::Counters::add(&audit::COUNTERS.url_session_ids_removed, 1);
+            audit::event(
+                "url_session_id_removed",
+                &site.name,
+                client,
+                req.method().as_str(),
+            );
+            if matches!(*req.method(), Method::GET | Method::HEAD) {
+                return Ok((clean_url_redirect(&clean), None));
+            }
+            path = PathAndQuery::try_from(clean).map_err(|_| ProxyError::BadTarget)?;
+        }
 
         // Upstream request.
         let upgrade = if req.version() == Version::HTTP_11 {
@@ -203,6 +232,7 @@ impl Gateway {
                 .map_err(|_| ProxyError::BadHost)?
         };
         headers.insert(header::HOST, upstream_host);
+        vet_request_cookies(headers, site, client);
         if let Some(proto) = &upgrade {
             headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
             headers.insert(header::UPGRADE, proto.clone());
@@ -243,20 +273,20 @@ impl Gateway {
         } else {
             forward::remove_hop_by_hop(res.headers_mut());
         }
-        rewrite_redirects(
-            res.headers_mut(),
-            &Public {
-                upstream: &site.upstream.authority,
-                upstream_default_port: if site.upstream.scheme == Scheme::HTTPS {
-                    443
-                } else {
-                    80
-                },
-                host: host.to_str().unwrap_or_default(),
-                site_hosts: &site.hosts,
+        harden_set_cookies(res.headers_mut(), site, public_host, client);
+        let public = Public {
+            upstream: &site.upstream.authority,
+            upstream_default_port: if site.upstream.scheme == Scheme::HTTPS {
+                443
+            } else {
+                80
             },
-        );
-        Ok(res.map(Either::Left))
+            host: host.to_str().unwrap_or_default(),
+            site_hosts: &site.hosts,
+        };
+        rewrite_redirects(res.headers_mut(), &public, &site.url_session_params);
+        let status = res.status();
+        Ok((res.map(Either::Left), Some(status)))
     }
 }
 
@@ -309,25 +339,134 @@ fn classify(e: hyper_util::client::legacy::Error) -> ProxyError {
     }
 }
 
-fn rewrite_redirects(headers: &mut http::HeaderMap, public: &Public<'_>) {
-    for name in [header::LOCATION, header::CONTENT_LOCATION] {
-        let new = headers
-            .get(&name)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| location::rewrite_url(v, public))
-            .and_then(|v| HeaderValue::from_str(&v).ok());
-        if let Some(v) = new {
-            headers.insert(name, v);
+/// Keeps redirects on the gateway and free of session IDs: `Location`,
+/// `Content-Location` and the URL in `Refresh`.
+fn rewrite_redirects(headers: &mut http::HeaderMap, public: &Public<'_>, session_params: &NameSet) {
+    let fix = |url: &str| -> Option<String> {
+        let public_url = location::rewrite_url(url, public);
+        let current = public_url.as_deref().unwrap_or(url);
+        policy::url::strip_in_url(current, session_params).or(public_url)
+    };
+    static REFRESH: header::HeaderName = header::HeaderName::from_static("refresh");
+    for name in [&header::LOCATION, &header::CONTENT_LOCATION, &REFRESH] {
+        let Some(value) = headers.get(name).and_then(|v| v.to_str().ok()) else {
+            continue;
+        };
+        let new = if *name == REFRESH {
+            location::map_refresh_url(value, fix)
+        } else {
+            fix(value)
+        };
+        // A URL that cannot be a header value any more is dropped, not kept
+        // with the ID in it.
+        match new.map(|v| HeaderValue::from_str(&v)) {
+            Some(Ok(v)) => {
+                headers.insert(name, v);
+            }
+            Some(Err(_)) => {
+                headers.remove(name);
+            }
+            None => {}
         }
     }
-    let refresh = header::HeaderName::from_static("refresh");
-    let new = headers
-        .get(&refresh)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| location::rewrite_refresh(v, public))
-        .and_then(|v| HeaderValue::from_str(&v).ok());
-    if let Some(v) = new {
-        headers.insert(refresh, v);
+}
+
+/// A redirect to the same resource without session IDs; nothing caches it
+/// and the old URL is not sent on as a `Referer`. 303 rather than 308: the
+/// redirect is for this request only (a permanent one invites caches and
+/// browsers to remember it), and for GET and HEAD, 303 keeps the method.
+fn clean_url_redirect(clean: &str) -> Response<Body> {
+    let mut res = status_response(StatusCode::SEE_OTHER);
+    let h = res.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(clean) {
+        h.insert(header::LOCATION, v);
+    }
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    res
+}
+
+/// Replaces the request's `Cookie` headers with the vetted one.
+fn vet_request_cookies(headers: &mut http::HeaderMap, site: &Site, client: IpAddr) {
+    if !headers.contains_key(header::COOKIE) {
+        return;
+    }
+    let values: Vec<&[u8]> = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .map(HeaderValue::as_bytes)
+        .collect();
+    let vetted = site.cookies.request.vet(&values);
+    for name in &vetted.tossed {
+        audit::event(
+            "cookie_tossing",
+            &site.name,
+            client,
+            &String::from_utf8_lossy(name),
+        );
+    }
+    audit::Counters::add(
+        &audit::COUNTERS.request_cookies_dropped,
+        vetted.dropped as u64,
+    );
+    if vetted.unchanged {
+        return;
+    }
+    let new = (!vetted.header.is_empty()).then(|| HeaderValue::from_bytes(&vetted.header));
+    headers.remove(header::COOKIE);
+    if let Some(Ok(v)) = new {
+        headers.insert(header::COOKIE, v);
+    }
+}
+
+/// Hardens every `Set-Cookie`, each on its own: never joined, never lost
+/// unless a browser would have refused it anyway.
+fn harden_set_cookies(
+    headers: &mut http::HeaderMap,
+    site: &Site,
+    public_host: &str,
+    client: IpAddr,
+) {
+    if !headers.contains_key(header::SET_COOKIE) {
+        return;
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let lines: Vec<HeaderValue> = headers
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .cloned()
+        .collect();
+    headers.remove(header::SET_COOKIE);
+    let policy = &site.cookies.set_cookie;
+    for line in lines {
+        match set_cookie::harden(line.as_bytes(), policy, public_host, now) {
+            Outcome::Unchanged => {
+                headers.append(header::SET_COOKIE, line);
+            }
+            Outcome::Rewritten(bytes) => match HeaderValue::from_bytes(&bytes) {
+                Ok(v) => {
+                    audit::Counters::add(&audit::COUNTERS.set_cookie_hardened, 1);
+                    headers.append(header::SET_COOKIE, v);
+                }
+                Err(_) => audit::Counters::add(&audit::COUNTERS.set_cookie_dropped, 1),
+            },
+            Outcome::Dropped(why) => {
+                audit::Counters::add(&audit::COUNTERS.set_cookie_dropped, 1);
+                let name = set_cookie::parse(line.as_bytes())
+                    .map(|p| String::from_utf8_lossy(p.name).into_owned());
+                let detail = format!(
+                    "cookie={} reason={}",
+                    name.as_deref().unwrap_or("?"),
+                    why.as_str()
+                );
+                audit::event("set_cookie_dropped", &site.name, client, &detail);
+            }
+        }
     }
 }
 

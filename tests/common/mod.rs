@@ -473,6 +473,7 @@ pub struct Process {
     pub http: Option<SocketAddr>,
     lines: Arc<Mutex<Vec<String>>>,
     new_line: Arc<tokio::sync::Notify>,
+    readers: Vec<tokio::task::JoinHandle<()>>,
     pub config: tempfile::NamedTempFile,
 }
 
@@ -513,12 +514,13 @@ impl Process {
         let mut child = cmd.spawn().expect("spawn sessiongate");
         let lines: Arc<Mutex<Vec<String>>> = Arc::default();
         let new_line = Arc::new(tokio::sync::Notify::new());
+        let mut readers = Vec::new();
         for stream in [
             Box::new(child.stdout.take().unwrap()) as Box<dyn tokio::io::AsyncRead + Unpin + Send>,
             Box::new(child.stderr.take().unwrap()),
         ] {
             let (lines, new_line) = (lines.clone(), new_line.clone());
-            tokio::spawn(async move {
+            readers.push(tokio::spawn(async move {
                 use tokio::io::AsyncBufReadExt;
                 let mut reader = tokio::io::BufReader::new(stream).lines();
                 while let Ok(Some(line)) = reader.next_line().await {
@@ -526,7 +528,7 @@ impl Process {
                     new_line.notify_waiters();
                 }
                 new_line.notify_waiters();
-            });
+            }));
         }
         let mut p = Process {
             child,
@@ -534,6 +536,7 @@ impl Process {
             http: None,
             lines,
             new_line,
+            readers,
             config,
         };
         let https = p
@@ -562,8 +565,10 @@ impl Process {
                 return l.clone();
             }
             if let Ok(Some(status)) = self.child.try_wait() {
-                // Give the readers a chance to drain what is left.
-                tokio::task::yield_now().await;
+                // The process is gone: read what it wrote to the end.
+                for r in std::mem::take(&mut self.readers) {
+                    let _ = r.await;
+                }
                 if let Some(l) = self.lines.lock().unwrap().iter().find(|l| pred(l)) {
                     return l.clone();
                 }
