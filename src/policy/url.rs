@@ -96,9 +96,7 @@ fn param_name(p: &str) -> &str {
 }
 
 fn strip_path(path: &str, names: &NameSet) -> Option<String> {
-    if next_sep(path).is_none() {
-        return None;
-    }
+    next_sep(path)?;
     let mut out = String::with_capacity(path.len());
     let mut changed = false;
     for (i, seg) in path.split('/').enumerate() {
