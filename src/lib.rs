@@ -14,6 +14,7 @@ pub mod observability;
 pub mod policy;
 pub mod proxy;
 pub mod server;
+pub mod session;
 pub mod tls;
 
 use std::future::Future;

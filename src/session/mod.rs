@@ -1,0 +1,424 @@
+//! Sessions: the gateway's token, the vault of backend cookies, the stores.
+//!
+//! The browser holds only the gateway's token. Each token maps to a session
+//! that keeps the cookies the app set under its session cookie names; the
+//! gateway injects them into requests and never lets them reach the
+//! browser. Sessions are keyed internally by an id of their own, so a
+//! re-key swaps the token and never moves the vault.
+
+pub mod limiter;
+mod memory;
+pub mod rules;
+pub mod token;
+
+use std::future::Future;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+pub use memory::MemoryStore;
+use token::{Token, TokenHash};
+
+/// A backend cookie held for a session.
+#[derive(Clone, PartialEq, Eq)]
+pub struct VaultCookie {
+    pub name: Box<[u8]>,
+    pub value: Box<[u8]>,
+    pub path: Box<[u8]>,
+    /// Its own `Max-Age`/`Expires`, if it has one.
+    pub expires: Option<Instant>,
+}
+
+impl std::fmt::Debug for VaultCookie {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VaultCookie")
+            .field("name", &String::from_utf8_lossy(&self.name))
+            .field("value", &"<redacted>")
+            .field("path", &String::from_utf8_lossy(&self.path))
+            .finish()
+    }
+}
+
+/// A site's session lifetimes.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    pub idle: Duration,
+    /// From creation; a re-key does not reset it.
+    pub absolute: Duration,
+    /// The cap for sessions that never logged in.
+    pub anonymous: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expiry {
+    Idle,
+    Absolute,
+    Anonymous,
+}
+
+impl Expiry {
+    pub fn event(self) -> &'static str {
+        match self {
+            Expiry::Idle => "session_expired_idle",
+            Expiry::Absolute => "session_expired_absolute",
+            Expiry::Anonymous => "session_expired_anonymous",
+        }
+    }
+}
+
+#[derive(Debug)]
+pub enum Lookup {
+    Live {
+        id: u64,
+        authenticated: bool,
+        in_login: bool,
+    },
+    /// The token was replaced by a re-key moments ago.
+    Tombstone,
+    /// The session existed and has just been destroyed for its age.
+    Expired(Expiry),
+    Unknown,
+}
+
+pub struct Created {
+    pub id: u64,
+    pub token: Token,
+    /// Sessions evicted to make room: (site, token hash).
+    pub evicted: Vec<(u16, TokenHash)>,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Bind {
+    Stored,
+    /// Another live session holds this value; neither keeps it.
+    Conflict {
+        other: u64,
+    },
+    Gone,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("the session store is full of authenticated sessions")]
+    Full,
+}
+
+/// What every store does. Async so that a store shared by several gateways
+/// (Redis) fits the same shape; re-key and bind are atomic in each store.
+pub trait SessionStore: Send + Sync + 'static {
+    fn create(
+        &self,
+        site: usize,
+        now: Instant,
+    ) -> impl Future<Output = Result<Created, StoreError>> + Send;
+    /// Resolves a token for a site, touching a live session.
+    fn get(
+        &self,
+        site: usize,
+        token: &TokenHash,
+        now: Instant,
+    ) -> impl Future<Output = Lookup> + Send;
+    /// Appends the session's cookies for `path` to a `Cookie` header.
+    fn inject(
+        &self,
+        id: u64,
+        path: &str,
+        now: Instant,
+        out: &mut Vec<u8>,
+    ) -> impl Future<Output = ()> + Send;
+    fn bind(&self, id: u64, cookie: VaultCookie) -> impl Future<Output = Bind> + Send;
+    fn unbind(&self, id: u64, name: &[u8], path: &[u8]) -> impl Future<Output = ()> + Send;
+    fn begin_login(&self, id: u64) -> impl Future<Output = ()> + Send;
+    fn end_login(&self, id: u64) -> impl Future<Output = ()> + Send;
+    /// Marks a login; with `rekey`, replaces the token atomically and leaves
+    /// a tombstone. Returns the new token (if re-keyed) and the old hash.
+    fn rekey(
+        &self,
+        id: u64,
+        rekey: bool,
+        now: Instant,
+    ) -> impl Future<Output = Option<(Option<Token>, TokenHash)>> + Send;
+    fn remove(&self, id: u64) -> impl Future<Output = Option<TokenHash>> + Send;
+    /// Destroys expired sessions; returns (site, token hash, why).
+    fn expire(&self, now: Instant) -> impl Future<Output = Vec<(u16, TokenHash, Expiry)>> + Send;
+}
+
+impl SessionStore for MemoryStore {
+    async fn create(&self, site: usize, now: Instant) -> Result<Created, StoreError> {
+        MemoryStore::create(self, site, now)
+    }
+    async fn get(&self, site: usize, token: &TokenHash, now: Instant) -> Lookup {
+        self.resolve(site, token, now)
+    }
+    async fn inject(&self, id: u64, path: &str, now: Instant, out: &mut Vec<u8>) {
+        MemoryStore::inject(self, id, path, now, out)
+    }
+    async fn bind(&self, id: u64, cookie: VaultCookie) -> Bind {
+        MemoryStore::bind(self, id, cookie)
+    }
+    async fn unbind(&self, id: u64, name: &[u8], path: &[u8]) {
+        MemoryStore::unbind(self, id, name, path)
+    }
+    async fn begin_login(&self, id: u64) {
+        MemoryStore::begin_login(self, id)
+    }
+    async fn end_login(&self, id: u64) {
+        MemoryStore::end_login(self, id)
+    }
+    async fn rekey(
+        &self,
+        id: u64,
+        rekey: bool,
+        now: Instant,
+    ) -> Option<(Option<Token>, TokenHash)> {
+        self.login(id, rekey, now)
+    }
+    async fn remove(&self, id: u64) -> Option<TokenHash> {
+        MemoryStore::remove(self, id)
+    }
+    async fn expire(&self, now: Instant) -> Vec<(u16, TokenHash, Expiry)> {
+        self.sweep(now)
+    }
+}
+
+/// RFC 6265 §5.1.4 path-match.
+pub fn path_matches(request: &[u8], cookie: &[u8]) -> bool {
+    request == cookie
+        || (request.starts_with(cookie)
+            && (cookie.ends_with(b"/") || request.get(cookie.len()) == Some(&b'/')))
+}
+
+/// RFC 6265 §5.1.4 default-path: the request path up to its last `/`.
+pub fn default_path(request_path: &[u8]) -> &[u8] {
+    if !request_path.starts_with(b"/") {
+        return b"/";
+    }
+    match request_path.iter().rposition(|&b| b == b'/') {
+        Some(0) | None => b"/",
+        Some(i) => &request_path[..i],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store(max: usize) -> MemoryStore {
+        let t = Timeouts {
+            idle: Duration::from_secs(60),
+            absolute: Duration::from_secs(600),
+            anonymous: Duration::from_secs(300),
+        };
+        MemoryStore::new(vec![t, t], max, Duration::from_secs(30))
+    }
+
+    fn cookie(name: &str, value: &str, path: &str) -> VaultCookie {
+        VaultCookie {
+            name: name.as_bytes().into(),
+            value: value.as_bytes().into(),
+            path: path.as_bytes().into(),
+            expires: None,
+        }
+    }
+
+    fn injected(s: &MemoryStore, id: u64, path: &str) -> String {
+        let mut out = Vec::new();
+        s.inject(id, path, Instant::now(), &mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn idle_and_absolute_timeouts() {
+        let s = store(10);
+        let c = s.create(0, Instant::now()).unwrap();
+        let h = c.token.hash();
+        tokio::time::advance(Duration::from_secs(59)).await;
+        assert!(matches!(
+            s.resolve(0, &h, Instant::now()),
+            Lookup::Live { .. }
+        ));
+        tokio::time::advance(Duration::from_secs(59)).await;
+        assert!(
+            matches!(s.resolve(0, &h, Instant::now()), Lookup::Live { .. }),
+            "touched, so not idle"
+        );
+        tokio::time::advance(Duration::from_secs(61)).await;
+        assert!(matches!(
+            s.resolve(0, &h, Instant::now()),
+            Lookup::Expired(Expiry::Idle)
+        ));
+        assert!(matches!(s.resolve(0, &h, Instant::now()), Lookup::Unknown));
+
+        // Anonymous sessions have their own cap; logging in lifts it, the
+        // absolute lifetime stays and is not reset by the re-key.
+        let c = s.create(0, Instant::now()).unwrap();
+        let mut h = c.token.hash();
+        for _ in 0..5 {
+            tokio::time::advance(Duration::from_secs(55)).await;
+            assert!(matches!(
+                s.resolve(0, &h, Instant::now()),
+                Lookup::Live { .. }
+            ));
+        }
+        tokio::time::advance(Duration::from_secs(55)).await;
+        assert!(matches!(
+            s.resolve(0, &h, Instant::now()),
+            Lookup::Expired(Expiry::Anonymous)
+        ));
+        let c = s.create(0, Instant::now()).unwrap();
+        let (new, _) = s.login(c.id, true, Instant::now()).unwrap();
+        h = new.unwrap().hash();
+        for _ in 0..10 {
+            tokio::time::advance(Duration::from_secs(55)).await;
+            assert!(matches!(
+                s.resolve(0, &h, Instant::now()),
+                Lookup::Live {
+                    authenticated: true,
+                    ..
+                }
+            ));
+        }
+        tokio::time::advance(Duration::from_secs(55)).await;
+        assert!(matches!(
+            s.resolve(0, &h, Instant::now()),
+            Lookup::Expired(Expiry::Absolute)
+        ));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn rekey_leaves_a_tombstone_that_grants_nothing_then_fades() {
+        let s = store(10);
+        let c = s.create(0, Instant::now()).unwrap();
+        let old = c.token.hash();
+        s.bind(c.id, cookie("PHPSESSID", "v1", "/"));
+        let (new, was) = s.login(c.id, true, Instant::now()).unwrap();
+        assert!(was == old);
+        let new = new.unwrap().hash();
+        assert!(matches!(
+            s.resolve(0, &old, Instant::now()),
+            Lookup::Tombstone
+        ));
+        let Lookup::Live {
+            id,
+            authenticated: true,
+            ..
+        } = s.resolve(0, &new, Instant::now())
+        else {
+            panic!()
+        };
+        assert_eq!(id, c.id, "the vault did not move");
+        assert_eq!(injected(&s, id, "/"), "PHPSESSID=v1");
+        tokio::time::advance(Duration::from_secs(31)).await;
+        s.sweep(Instant::now());
+        assert!(matches!(
+            s.resolve(0, &old, Instant::now()),
+            Lookup::Unknown
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_token_is_nothing_on_another_site() {
+        let s = store(10);
+        let c = s.create(0, Instant::now()).unwrap();
+        assert!(matches!(
+            s.resolve(1, &c.token.hash(), Instant::now()),
+            Lookup::Unknown
+        ));
+    }
+
+    #[tokio::test]
+    async fn vault_paths_replacement_and_deletion() {
+        let s = store(10);
+        let c = s.create(0, Instant::now()).unwrap();
+        s.bind(c.id, cookie("SID", "root", "/"));
+        s.bind(c.id, cookie("SID", "admin", "/admin"));
+        assert_eq!(injected(&s, c.id, "/"), "SID=root");
+        assert_eq!(injected(&s, c.id, "/admin/x"), "SID=admin; SID=root");
+        assert_eq!(injected(&s, c.id, "/administrator"), "SID=root");
+        // The app changes its ID: the vault follows.
+        s.bind(c.id, cookie("SID", "root2", "/"));
+        assert_eq!(injected(&s, c.id, "/"), "SID=root2");
+        s.unbind(c.id, b"SID", b"/");
+        assert_eq!(injected(&s, c.id, "/"), "");
+        assert_eq!(injected(&s, c.id, "/admin"), "SID=admin");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn vaulted_cookies_expire_on_their_own() {
+        let s = store(10);
+        let c = s.create(0, Instant::now()).unwrap();
+        let mut k = cookie("SID", "v", "/");
+        k.expires = Some(Instant::now() + Duration::from_secs(10));
+        s.bind(c.id, k);
+        assert_eq!(injected(&s, c.id, "/"), "SID=v");
+        tokio::time::advance(Duration::from_secs(11)).await;
+        assert_eq!(injected(&s, c.id, "/"), "");
+    }
+
+    #[tokio::test]
+    async fn one_backend_value_one_session() {
+        let s = store(10);
+        let a = s.create(0, Instant::now()).unwrap();
+        let b = s.create(0, Instant::now()).unwrap();
+        assert_eq!(
+            s.bind(a.id, cookie("PHPSESSID", "known", "/")),
+            Bind::Stored
+        );
+        assert_eq!(
+            s.bind(a.id, cookie("PHPSESSID", "known", "/")),
+            Bind::Stored,
+            "the owner may see it again"
+        );
+        assert_eq!(
+            s.bind(b.id, cookie("PHPSESSID", "known", "/")),
+            Bind::Conflict { other: a.id }
+        );
+        assert_eq!(injected(&s, a.id, "/"), "", "neither keeps it");
+        assert_eq!(injected(&s, b.id, "/"), "");
+        // The same value on another site is another backend session.
+        let c = s.create(1, Instant::now()).unwrap();
+        assert_eq!(
+            s.bind(c.id, cookie("PHPSESSID", "other", "/")),
+            Bind::Stored
+        );
+    }
+
+    #[tokio::test]
+    async fn full_store_evicts_anonymous_first_then_refuses() {
+        let s = store(3);
+        let a = s.create(0, Instant::now()).unwrap();
+        s.login(a.id, false, Instant::now());
+        let b = s.create(0, Instant::now()).unwrap();
+        let _c = s.create(0, Instant::now()).unwrap();
+        let d = s.create(0, Instant::now()).unwrap();
+        assert_eq!(d.evicted.len(), 1);
+        assert!(
+            d.evicted[0].1 == b.token.hash(),
+            "the least recently used anonymous session went"
+        );
+        assert!(matches!(
+            s.resolve(0, &a.token.hash(), Instant::now()),
+            Lookup::Live {
+                authenticated: true,
+                ..
+            }
+        ));
+        // Only authenticated sessions left: refuse rather than log anyone out.
+        let s = store(2);
+        for _ in 0..2 {
+            let x = s.create(0, Instant::now()).unwrap();
+            s.login(x.id, false, Instant::now());
+        }
+        assert!(matches!(s.create(0, Instant::now()), Err(StoreError::Full)));
+    }
+
+    #[test]
+    fn paths() {
+        assert!(path_matches(b"/a/b", b"/a"));
+        assert!(path_matches(b"/a/", b"/a/"));
+        assert!(!path_matches(b"/ab", b"/a"));
+        assert_eq!(default_path(b"/a/b/c"), b"/a/b");
+        assert_eq!(default_path(b"/a"), b"/");
+        assert_eq!(default_path(b"x"), b"/");
+    }
+}
