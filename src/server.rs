@@ -70,6 +70,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) {
     let listen = gateway.config().listen.clone();
+    gateway.spawn_sweeper();
     let max = listen.max_connections;
     let permits = Arc::new(Semaphore::new(max));
     let (stop_tx, stop_rx) = watch::channel(false);

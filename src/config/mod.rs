@@ -17,7 +17,10 @@ use http::HeaderValue;
 use crate::policy::cookie::CookieRules;
 use crate::policy::names::NameSet;
 use crate::policy::set_cookie::{CookiePolicy, Override, SameSite};
+use crate::session::Timeouts;
+use crate::session::rules::{LoginRule, LoginSignals, LogoutRule, PathMatch};
 use http::uri::{Authority, Scheme};
+use http::{Method, StatusCode};
 use ipnet::IpNet;
 
 use reader::{Ctx, Section, TableRef};
@@ -54,6 +57,7 @@ impl fmt::Display for Problems<'_> {
 pub struct Config {
     pub listen: Listen,
     pub log: Log,
+    pub store: Store,
     pub sites: Vec<Site>,
 }
 
@@ -113,6 +117,9 @@ pub enum SessionMode {
     /// The app's session cookie reaches the browser hardened and comes back
     /// on the forward list.
     Harden,
+    /// The app's session cookies stay in the gateway; the browser holds only
+    /// the gateway's token.
+    Vault,
 }
 
 #[derive(Debug, Clone)]
@@ -120,6 +127,28 @@ pub struct Session {
     pub mode: SessionMode,
     /// The app's session cookie names (exact, or `PREFIX*`).
     pub cookies: NameSet,
+    /// The gateway's cookie, `__Host-` included.
+    pub cookie_name: String,
+    pub cookie_same_site: SameSite,
+    pub timeouts: Timeouts,
+    /// Where a request with an expired session is sent, if anywhere.
+    pub expired_redirect: Option<HeaderValue>,
+    pub create_per_minute: u32,
+    pub create_burst: u32,
+    pub unknown_token_per_minute: u32,
+    pub unknown_token_burst: u32,
+    pub clear_site_data: bool,
+    pub login: Vec<LoginRule>,
+    pub logout: Vec<LogoutRule>,
+}
+
+/// The session store shared by all sites.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pub max_sessions: usize,
+    pub sweep_interval: Duration,
+    /// How long a re-keyed token is remembered as replaced.
+    pub tombstone_ttl: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -200,10 +229,11 @@ impl Config {
             &mut cx,
             "",
             Some((root.get_ref(), root.span())),
-            &["listen", "log", "site"],
+            &["listen", "log", "store", "site"],
         );
         let listen = read_listen(&mut cx, &root);
         let log = read_log(&mut cx, &root);
+        let store = read_store(&mut cx, &root);
         let site_tables = root.tables(&mut cx, "site");
         if site_tables.is_empty() {
             cx.problem(
@@ -219,7 +249,12 @@ impl Config {
             .collect();
         check_sites(&mut cx, &sites);
         if cx.problems.is_empty() {
-            Ok(Config { listen, log, sites })
+            Ok(Config {
+                listen,
+                log,
+                store,
+                sites,
+            })
         } else {
             Err(ConfigError::Invalid(cx.problems))
         }
@@ -535,22 +570,288 @@ fn valid_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'+-.^_`|~".contains(&b))
 }
 
+fn read_store(cx: &mut Ctx<'_>, root: &Section<'_, '_>) -> Store {
+    let s = root.child(
+        cx,
+        "store",
+        &["kind", "max_sessions", "sweep_interval", "tombstone_ttl"],
+    );
+    if let Some((k, span)) = s.opt_str(cx, "kind")
+        && k != "memory"
+    {
+        cx.problem(
+            s.key_path("kind"),
+            Some(span),
+            format!("`{k}` is not a store; valid: \"memory\""),
+        );
+    }
+    Store {
+        max_sessions: s.int(cx, "max_sessions", DEFAULT_MAX_SESSIONS, 1..=100_000_000) as usize,
+        sweep_interval: s.duration(cx, "sweep_interval", DEFAULT_SWEEP_INTERVAL),
+        tombstone_ttl: s.duration(cx, "tombstone_ttl", DEFAULT_TOMBSTONE_TTL),
+    }
+}
+
+/// A million sessions fit in a few hundred MiB.
+const DEFAULT_MAX_SESSIONS: u64 = 1_000_000;
+const DEFAULT_SWEEP_INTERVAL: Duration = Duration::from_secs(30);
+/// Long enough for the requests a browser sent with the old token before the
+/// login response arrived.
+const DEFAULT_TOMBSTONE_TTL: Duration = Duration::from_secs(120);
+/// OWASP's guidance for low-risk apps: 15 to 30 minutes idle.
+const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+/// A working day.
+const DEFAULT_ABSOLUTE_TIMEOUT: Duration = Duration::from_secs(8 * 3600);
+/// A visitor who never logs in needs no long session.
+const DEFAULT_ANONYMOUS_TIMEOUT: Duration = Duration::from_secs(3600);
+
 fn read_session(cx: &mut Ctx<'_>, site: &Section<'_, '_>) -> Session {
-    let s = site.child(cx, "session", &["mode", "cookies"]);
+    let s = site.child(
+        cx,
+        "session",
+        &[
+            "mode",
+            "cookies",
+            "cookie_name",
+            "cookie_same_site",
+            "idle_timeout",
+            "absolute_timeout",
+            "anonymous_timeout",
+            "expired_redirect",
+            "create_per_minute",
+            "create_burst",
+            "unknown_token_per_minute",
+            "unknown_token_burst",
+            "clear_site_data",
+        ],
+    );
     let mode = match s.opt_str(cx, "mode") {
-        None => SessionMode::Harden,
+        None => SessionMode::Vault,
+        Some((m, _)) if m == "vault" => SessionMode::Vault,
         Some((m, _)) if m == "harden" => SessionMode::Harden,
         Some((m, span)) => {
             cx.problem(
                 s.key_path("mode"),
                 Some(span),
-                format!("`{m}` is not a session mode; valid: \"harden\""),
+                format!("`{m}` is not a session mode; valid: \"vault\", \"harden\""),
             );
-            SessionMode::Harden
+            SessionMode::Vault
         }
     };
     let cookies = names_or(cx, &s, "cookies", DEFAULT_SESSION_COOKIES);
-    Session { mode, cookies }
+    let bare = s.string(cx, "cookie_name", "sg");
+    if !valid_name(&bare) || bare.ends_with('*') {
+        cx.problem(
+            s.key_path("cookie_name"),
+            s.span_of("cookie_name"),
+            format!("`{bare}` is not a cookie name"),
+        );
+    }
+    let cookie_same_site = match same_site(cx, &s, "cookie_same_site") {
+        Some(SameSite::None) => {
+            cx.problem(
+                s.key_path("cookie_same_site"),
+                s.span_of("cookie_same_site"),
+                "the gateway's cookie must not ride cross-site requests; valid: \"lax\", \"strict\"",
+            );
+            SameSite::Lax
+        }
+        Some(v) => v,
+        None => SameSite::Lax,
+    };
+    let timeouts = Timeouts {
+        idle: s.duration(cx, "idle_timeout", DEFAULT_IDLE_TIMEOUT),
+        absolute: s.duration(cx, "absolute_timeout", DEFAULT_ABSOLUTE_TIMEOUT),
+        anonymous: s.duration(cx, "anonymous_timeout", DEFAULT_ANONYMOUS_TIMEOUT),
+    };
+    for key in ["idle_timeout", "absolute_timeout", "anonymous_timeout"] {
+        if s.span_of(key).is_some() && s.duration(cx, key, Duration::ZERO).is_zero() {
+            cx.problem(s.key_path(key), s.span_of(key), "must be more than zero");
+        }
+    }
+    let expired_redirect = s.opt_str(cx, "expired_redirect").and_then(|(u, span)| {
+        let ok = u.starts_with('/') && !u.starts_with("//");
+        match HeaderValue::from_str(&u) {
+            Ok(v) if ok => Some(v),
+            _ => {
+                cx.problem(
+                    s.key_path("expired_redirect"),
+                    Some(span),
+                    format!("`{u}` must be a path on this site, such as \"/login.php\""),
+                );
+                None
+            }
+        }
+    });
+    let login = read_login_rules(cx, site);
+    let logout = read_logout_rules(cx, site);
+    Session {
+        mode,
+        cookies,
+        cookie_name: format!("__Host-{bare}"),
+        cookie_same_site,
+        timeouts,
+        expired_redirect,
+        create_per_minute: s.int(cx, "create_per_minute", 30, 1..=1_000_000) as u32,
+        create_burst: s.int(cx, "create_burst", 20, 1..=1_000_000) as u32,
+        unknown_token_per_minute: s.int(cx, "unknown_token_per_minute", 60, 1..=1_000_000) as u32,
+        unknown_token_burst: s.int(cx, "unknown_token_burst", 100, 1..=1_000_000) as u32,
+        clear_site_data: s.bool(cx, "clear_site_data", false),
+        login,
+        logout,
+    }
+}
+
+/// `method`, and exactly one of `path`, `path_prefix`, `path_glob`.
+fn rule_target(
+    cx: &mut Ctx<'_>,
+    r: &Section<'_, '_>,
+    default_method: Option<Method>,
+) -> (Option<Method>, PathMatch) {
+    let method = match r.opt_str(cx, "method") {
+        None => default_method,
+        Some((m, _)) if m == "*" => None,
+        Some((m, span)) => match Method::from_bytes(m.to_ascii_uppercase().as_bytes()) {
+            Ok(m) => Some(m),
+            Err(_) => {
+                cx.problem(
+                    r.key_path("method"),
+                    Some(span),
+                    format!("`{m}` is not an HTTP method (or \"*\" for any)"),
+                );
+                None
+            }
+        },
+    };
+    let forms: Vec<(&str, String)> = ["path", "path_prefix", "path_glob"]
+        .into_iter()
+        .filter_map(|k| r.opt_str(cx, k).map(|(v, _)| (k, v)))
+        .collect();
+    let path = match forms.as_slice() {
+        [(k, v)] if v.starts_with('/') => match *k {
+            "path" => PathMatch::Exact(v.clone()),
+            "path_prefix" => PathMatch::Prefix(v.clone()),
+            _ => PathMatch::Glob(v.clone()),
+        },
+        [(k, v)] => {
+            cx.problem(
+                r.key_path(k),
+                r.span_of(k),
+                format!("`{v}` must start with /"),
+            );
+            PathMatch::Exact("/".into())
+        }
+        _ => {
+            cx.problem(
+                r.path.clone(),
+                r.span(),
+                "give exactly one of path, path_prefix, path_glob",
+            );
+            PathMatch::Exact("/".into())
+        }
+    };
+    (method, path)
+}
+
+fn read_login_rules(cx: &mut Ctx<'_>, site: &Section<'_, '_>) -> Vec<LoginRule> {
+    let mut rules = Vec::new();
+    for (i, t) in site.tables(cx, "login").into_iter().enumerate() {
+        let r = Section::new(
+            cx,
+            site.key_path(&format!("login[{i}]")),
+            Some(t),
+            &[
+                "method",
+                "path",
+                "path_prefix",
+                "path_glob",
+                "status",
+                "on_session_cookie",
+                "header",
+                "location",
+                "location_not",
+                "rekey",
+            ],
+        );
+        let (method, path) = rule_target(cx, &r, Some(Method::POST));
+        let mut status = Vec::new();
+        match r.raw_ints(cx, "status") {
+            None => status.extend([
+                StatusCode::MOVED_PERMANENTLY,
+                StatusCode::FOUND,
+                StatusCode::SEE_OTHER,
+            ]),
+            Some(list) => {
+                for (n, span) in list {
+                    match u16::try_from(n)
+                        .ok()
+                        .and_then(|n| StatusCode::from_u16(n).ok())
+                    {
+                        Some(s) if (100..600).contains(&s.as_u16()) => status.push(s),
+                        _ => cx.problem(
+                            r.key_path("status"),
+                            Some(span),
+                            format!("{n} is not an HTTP status"),
+                        ),
+                    }
+                }
+            }
+        }
+        let header =
+            r.opt_str(cx, "header").and_then(|(h, span)| {
+                match http::HeaderName::from_bytes(h.as_bytes()) {
+                    Ok(h) => Some(h),
+                    Err(_) => {
+                        cx.problem(
+                            r.key_path("header"),
+                            Some(span),
+                            format!("`{h}` is not a header name"),
+                        );
+                        None
+                    }
+                }
+            });
+        let signals = LoginSignals {
+            sets_session_cookie: r.bool(cx, "on_session_cookie", false),
+            header,
+            location: r.opt_str(cx, "location").map(|(v, _)| v),
+            location_not: r.opt_str(cx, "location_not").map(|(v, _)| v),
+        };
+        if !signals.sets_session_cookie
+            && signals.header.is_none()
+            && signals.location.is_none()
+            && signals.location_not.is_none()
+        {
+            cx.problem(
+                r.path.clone(),
+                r.span(),
+                "a login rule needs a success signal besides the status: on_session_cookie = true, header, location or location_not (a failed login that bounces back to the form must not count)",
+            );
+        }
+        rules.push(LoginRule {
+            method,
+            path,
+            status,
+            signals,
+            rekey: r.bool(cx, "rekey", true),
+        });
+    }
+    rules
+}
+
+fn read_logout_rules(cx: &mut Ctx<'_>, site: &Section<'_, '_>) -> Vec<LogoutRule> {
+    let mut rules = Vec::new();
+    for (i, t) in site.tables(cx, "logout").into_iter().enumerate() {
+        let r = Section::new(
+            cx,
+            site.key_path(&format!("logout[{i}]")),
+            Some(t),
+            &["method", "path", "path_prefix", "path_glob"],
+        );
+        let (method, path) = rule_target(cx, &r, None);
+        rules.push(LogoutRule { method, path });
+    }
+    rules
 }
 
 fn same_site(cx: &mut Ctx<'_>, s: &Section<'_, '_>, key: &str) -> Option<SameSite> {
@@ -656,17 +957,25 @@ fn read_cookies(cx: &mut Ctx<'_>, site: &Section<'_, '_>, session: &Session) -> 
         });
     }
     let mut forward_all = forward.clone();
-    match session.mode {
-        SessionMode::Harden => forward_all.extend(&session.cookies),
-    }
+    let gateway = match session.mode {
+        SessionMode::Harden => {
+            forward_all.extend(&session.cookies);
+            None
+        }
+        SessionMode::Vault => Some(session.cookie_name.clone()),
+    };
     let request = CookieRules {
         forward: forward_all,
+        watch: match session.mode {
+            SessionMode::Vault => session.cookies.clone(),
+            SessionMode::Harden => NameSet::default(),
+        },
         host_prefixed: overrides
             .iter()
             .filter(|o| o.host_prefix)
             .map(|o| o.name.clone())
             .collect(),
-        gateway: None,
+        gateway,
     };
     Cookies {
         set_cookie: CookiePolicy {
@@ -847,6 +1156,17 @@ impl fmt::Display for Config {
             .map(|n| format!("\"{n}\""))
             .collect();
         writeln!(f, "trusted_proxies = [{}]", proxies.join(", "))?;
+        writeln!(
+            f,
+            "\n[store]\nkind = \"memory\"\nmax_sessions = {}",
+            self.store.max_sessions
+        )?;
+        writeln!(
+            f,
+            "sweep_interval = {}\ntombstone_ttl = {}",
+            d(self.store.sweep_interval),
+            d(self.store.tombstone_ttl)
+        )?;
         writeln!(f, "\n[log]")?;
         let format = match self.log.format {
             LogFormat::Text => "text",

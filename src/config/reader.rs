@@ -279,6 +279,31 @@ impl<'a, 's> Section<'a, 's> {
         Some(out)
     }
 
+    /// An array of integers, each with its span.
+    pub fn raw_ints(&self, cx: &mut Ctx<'_>, key: &str) -> Option<Vec<(i64, Range<usize>)>> {
+        let v = self.raw(key)?;
+        let Some(arr) = v.get_ref().as_array() else {
+            self.wrong_type(cx, key, v, "an array of integers");
+            return None;
+        };
+        let mut out = Vec::new();
+        for (i, item) in arr.iter().enumerate() {
+            match item
+                .get_ref()
+                .as_integer()
+                .and_then(|n| i64::from_str_radix(n.as_str(), n.radix()).ok())
+            {
+                Some(n) => out.push((n, item.span())),
+                None => cx.problem(
+                    format!("{}[{i}]", self.key_path(key)),
+                    Some(item.span()),
+                    format!("expected an integer, found {}", item.get_ref().type_str()),
+                ),
+            }
+        }
+        Some(out)
+    }
+
     /// A sub-table; a value of another type is a problem.
     pub fn table(&self, cx: &mut Ctx<'_>, key: &str) -> Option<TableRef<'a, 's>> {
         let v = self.raw(key)?;

@@ -19,6 +19,9 @@ pub struct CookieRules {
     pub host_prefixed: Vec<String>,
     /// The gateway's own cookie name, if it has one.
     pub gateway: Option<String>,
+    /// Names that are dropped and counted in `watched` (vaulted names: a
+    /// client that sends one is trying to plant a backend session).
+    pub watch: NameSet,
 }
 
 /// The result of vetting a request's cookies.
@@ -35,6 +38,8 @@ pub struct Vetted<'a> {
     pub tossed: Vec<&'a [u8]>,
     /// How many cookies were not forwarded.
     pub dropped: usize,
+    /// How many of those carried a watched name.
+    pub watched: usize,
 }
 
 struct Piece<'a> {
@@ -157,7 +162,12 @@ impl CookieRules {
                     v.gateway_values.push(p.value);
                     v.dropped += 1;
                 }
-                Class::Dropped => v.dropped += 1,
+                Class::Dropped => {
+                    v.dropped += 1;
+                    if self.watch.matches(p.name) {
+                        v.watched += 1;
+                    }
+                }
                 Class::Tossed(name) => {
                     if !v.tossed.iter().any(|t| same_name(t, name)) {
                         v.tossed.push(name);
@@ -207,6 +217,7 @@ mod tests {
             forward: NameSet::new(["PHPSESSID", "lang", "pref"]),
             host_prefixed: vec!["pref".into()],
             gateway: Some("__Host-sg".into()),
+            watch: NameSet::default(),
         }
     }
 

@@ -11,6 +11,7 @@ mod error;
 pub mod forward;
 pub mod location;
 mod upstream;
+mod vault;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -29,11 +30,13 @@ pub use error::{ProxyError, Side, status_response};
 use location::Public;
 
 use crate::audit;
-use crate::config::{Config, Site};
+use crate::config::{Config, SessionMode, Site};
 use crate::observability;
 use crate::policy;
 use crate::policy::names::NameSet;
 use crate::policy::set_cookie::{self, Outcome};
+use crate::session::limiter::Limiter;
+use crate::session::{MemoryStore, SessionStore};
 use crate::tls::TlsError;
 
 /// What the gateway sends to clients: the upstream's body streamed through,
@@ -54,6 +57,8 @@ pub struct ConnInfo {
 /// The gateway's shared state: validated config, one client per site.
 pub struct Gateway {
     config: Arc<Config>,
+    store: Arc<MemoryStore>,
+    vaults: Vec<vault::SiteVault>,
     clients: Vec<upstream::UpstreamClient>,
     by_host: HashMap<String, usize>,
     default_site: Option<usize>,
@@ -69,8 +74,28 @@ impl Gateway {
             }
             clients.push(upstream::client(i, &site.upstream)?);
         }
+        let timeouts = config.sites.iter().map(|s| s.session.timeouts).collect();
+        let store = Arc::new(MemoryStore::new(
+            timeouts,
+            config.store.max_sessions,
+            config.store.tombstone_ttl,
+        ));
+        let vaults = config
+            .sites
+            .iter()
+            .map(|s| vault::SiteVault {
+                create: Limiter::new(s.session.create_per_minute, s.session.create_burst, 100_000),
+                unknown: Limiter::new(
+                    s.session.unknown_token_per_minute,
+                    s.session.unknown_token_burst,
+                    100_000,
+                ),
+            })
+            .collect();
         Ok(Gateway {
             default_site: config.sites.iter().position(|s| s.default),
+            store,
+            vaults,
             config,
             clients,
             by_host,
@@ -79,6 +104,34 @@ impl Gateway {
 
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// Sweeps expired sessions in the background until the gateway is gone.
+    pub fn spawn_sweeper(self: &Arc<Self>) {
+        let weak = Arc::downgrade(self);
+        let every = self.config.store.sweep_interval;
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let Some(gw) = weak.upgrade() else { return };
+                let now = tokio::time::Instant::now();
+                for (site, token, why) in gw.store.expire(now).await {
+                    let name = gw
+                        .config
+                        .sites
+                        .get(site as usize)
+                        .map_or("-", |s| s.name.as_str());
+                    let detail = format!("token={}", audit::fingerprint(&token.0));
+                    tracing::info!(target: "audit", event = why.event(), site = name, detail, "audit");
+                }
+                for v in &gw.vaults {
+                    v.create.prune(now);
+                    v.unknown.prune(now);
+                }
+            }
+        });
     }
 
     /// The site for a host name (any case, trailing dot allowed), if any.
@@ -232,7 +285,31 @@ impl Gateway {
                 .map_err(|_| ProxyError::BadHost)?
         };
         headers.insert(header::HOST, upstream_host);
-        vet_request_cookies(headers, site, client);
+        let gateway_values = vet_request_cookies(headers, site, client);
+        let view = vault::RequestView {
+            site_index,
+            site,
+            method: parts.method.clone(),
+            path: parts.uri.path().to_string(),
+            host: &host,
+            client,
+        };
+        let vault_ctx = match site.session.mode {
+            SessionMode::Harden => None,
+            SessionMode::Vault => match vault::on_request(
+                &self.store,
+                &self.vaults[site_index],
+                &view,
+                &gateway_values,
+                &mut parts.headers,
+            )
+            .await
+            {
+                Ok(ctx) => Some(ctx),
+                Err(res) => return Ok((res, None)),
+            },
+        };
+        let headers = &mut parts.headers;
         if let Some(proto) = &upgrade {
             headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
             headers.insert(header::UPGRADE, proto.clone());
@@ -272,6 +349,21 @@ impl Gateway {
             }
         } else {
             forward::remove_hop_by_hop(res.headers_mut());
+        }
+        if let Some(ctx) = vault_ctx {
+            let status = res.status();
+            if let Some(refused) = vault::on_response(
+                &self.store,
+                &self.vaults[site_index],
+                &view,
+                ctx,
+                status,
+                res.headers_mut(),
+            )
+            .await
+            {
+                return Ok((refused, Some(status)));
+            }
         }
         harden_set_cookies(res.headers_mut(), site, public_host, client);
         let public = Public {
@@ -389,10 +481,15 @@ fn clean_url_redirect(clean: &str) -> Response<Body> {
     res
 }
 
-/// Replaces the request's `Cookie` headers with the vetted one.
-fn vet_request_cookies(headers: &mut http::HeaderMap, site: &Site, client: IpAddr) {
+/// Replaces the request's `Cookie` headers with the vetted one; returns
+/// the values sent under the gateway's cookie name.
+fn vet_request_cookies(
+    headers: &mut http::HeaderMap,
+    site: &Site,
+    client: IpAddr,
+) -> Vec<Box<[u8]>> {
     if !headers.contains_key(header::COOKIE) {
-        return;
+        return Vec::new();
     }
     let values: Vec<&[u8]> = headers
         .get_all(header::COOKIE)
@@ -408,18 +505,32 @@ fn vet_request_cookies(headers: &mut http::HeaderMap, site: &Site, client: IpAdd
             &String::from_utf8_lossy(name),
         );
     }
+    if vetted.watched > 0 {
+        audit::event(
+            "vaulted_cookie_from_client",
+            &site.name,
+            client,
+            &format!("count={}", vetted.watched),
+        );
+    }
     audit::Counters::add(
         &audit::COUNTERS.request_cookies_dropped,
         vetted.dropped as u64,
     );
+    let gateway_values: Vec<Box<[u8]>> = vetted
+        .gateway_values
+        .iter()
+        .map(|v| Box::from(*v))
+        .collect();
     if vetted.unchanged {
-        return;
+        return gateway_values;
     }
     let new = (!vetted.header.is_empty()).then(|| HeaderValue::from_bytes(&vetted.header));
     headers.remove(header::COOKIE);
     if let Some(Ok(v)) = new {
         headers.insert(header::COOKIE, v);
     }
+    gateway_values
 }
 
 /// Hardens every `Set-Cookie`, each on its own: never joined, never lost

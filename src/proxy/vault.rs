@@ -1,0 +1,427 @@
+//! The session vault on the request path: resolve the gateway token, inject
+//! the app's session cookies, take them out of responses, re-key on login,
+//! destroy on logout.
+//!
+//! Invariants (Sozu-style postconditions):
+//! - the app's vaulted cookies never reach the browser: every `Set-Cookie`
+//!   under a vaulted name leaves the response here, stored or dropped;
+//! - the gateway's cookie never reaches the app (the vetter drops it);
+//! - a response writes into a session only if its request carried that
+//!   session's vault (not a stale token, not inside another request's login
+//!   window), so no in-flight response can overwrite a fresh login;
+//! - the gateway cookie is set only when a session was created or re-keyed,
+//!   and cleared only for a single dead token or a logout: never a loop.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Method, Response, StatusCode};
+use tokio::time::Instant;
+
+use super::{Body, status_response};
+use crate::audit::{self, fingerprint};
+use crate::config::Site;
+use crate::policy::set_cookie;
+use crate::session::rules::normalize_path;
+use crate::session::token::{Token, TokenHash, hash_presented};
+use crate::session::{
+    Bind, Lookup, MemoryStore, SessionStore, StoreError, VaultCookie, default_path,
+};
+
+/// Per-site pieces of the vault that live outside the config.
+pub struct SiteVault {
+    pub create: crate::session::limiter::Limiter,
+    pub unknown: crate::session::limiter::Limiter,
+}
+
+/// What the request phase learned, carried to the response phase.
+pub struct VaultCtx {
+    session: Option<u64>,
+    /// A replaced (tombstoned) or duplicated token: this request may not
+    /// create a session, nor set or clear the gateway cookie.
+    stale: bool,
+    /// The request carried its session's vault.
+    writable: bool,
+    clear_cookie: bool,
+    cross_site: bool,
+    login: Option<usize>,
+    logout: bool,
+    _login_window: Option<LoginWindow>,
+}
+
+/// Open while a login request is in flight; other requests with the same
+/// token go upstream without the vault until it closes (also on error or
+/// client disconnect: it closes on drop).
+struct LoginWindow {
+    store: Arc<MemoryStore>,
+    id: u64,
+}
+
+impl Drop for LoginWindow {
+    fn drop(&mut self) {
+        self.store.end_login(self.id);
+    }
+}
+
+fn fp(h: &TokenHash) -> String {
+    format!("token={}", fingerprint(&h.0))
+}
+
+/// `Sec-Fetch-Site: cross-site`, or an unsafe method with an `Origin` that
+/// is not this host.
+fn is_cross_site(headers: &HeaderMap, method: &Method, host: &HeaderValue) -> bool {
+    if headers
+        .get("sec-fetch-site")
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"cross-site"))
+    {
+        return true;
+    }
+    if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
+        return false;
+    }
+    match headers.get(header::ORIGIN).and_then(|o| o.to_str().ok()) {
+        None => false,
+        Some(origin) => {
+            let authority = origin.split_once("://").map(|(_, a)| a).unwrap_or("");
+            !authority.eq_ignore_ascii_case(host.to_str().unwrap_or(""))
+        }
+    }
+}
+
+/// The gateway cookie (built with the `cookie` crate: it is ours, so its
+/// serialisation is ours to choose).
+fn gateway_cookie(site: &Site, value: &str, clear: bool) -> HeaderValue {
+    let same_site = match site.session.cookie_same_site {
+        set_cookie::SameSite::Strict => cookie::SameSite::Strict,
+        _ => cookie::SameSite::Lax,
+    };
+    let mut b = cookie::Cookie::build((site.session.cookie_name.as_str(), value))
+        .path("/")
+        .secure(true)
+        .http_only(true)
+        .same_site(same_site);
+    if clear {
+        b = b.max_age(cookie::time::Duration::ZERO);
+    }
+    HeaderValue::from_str(&b.build().to_string())
+        .expect("a token and fixed attributes are a valid header value")
+}
+
+fn no_store(headers: &mut HeaderMap) {
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, no-store"),
+    );
+}
+
+pub struct RequestView<'a> {
+    pub site_index: usize,
+    pub site: &'a Site,
+    pub method: Method,
+    pub path: String,
+    pub host: &'a HeaderValue,
+    pub client: IpAddr,
+}
+
+/// The request phase. `cookie_values` are the values sent under the
+/// gateway's cookie name; `headers` already hold the vetted `Cookie`.
+pub async fn on_request(
+    store: &Arc<MemoryStore>,
+    limits: &SiteVault,
+    r: &RequestView<'_>,
+    cookie_values: &[Box<[u8]>],
+    headers: &mut HeaderMap,
+) -> Result<VaultCtx, Response<Body>> {
+    let site = r.site;
+    let now = Instant::now();
+    let (mut live, mut live_count) = (None, 0);
+    let (mut bad, mut stale, mut expired) = (false, false, false);
+    if cookie_values.len() > 1 {
+        stale = true;
+        audit::event(
+            "gateway_cookie_duplicate",
+            &site.name,
+            r.client,
+            &format!("count={}", cookie_values.len()),
+        );
+    }
+    for v in cookie_values {
+        let Some(h) = hash_presented(v) else {
+            bad = true;
+            audit::event("unknown_token", &site.name, r.client, "malformed");
+            continue;
+        };
+        match store.get(r.site_index, &h, now).await {
+            Lookup::Live { id, in_login, .. } => {
+                live_count += 1;
+                live = Some((id, in_login));
+            }
+            Lookup::Tombstone => stale = true,
+            Lookup::Expired(e) => {
+                expired = true;
+                audit::event(e.event(), &site.name, r.client, &fp(&h));
+            }
+            Lookup::Unknown => {
+                bad = true;
+                audit::event("unknown_token", &site.name, r.client, &fp(&h));
+            }
+        }
+    }
+    if live_count > 1 {
+        // Two live sessions in one request: use neither.
+        live = None;
+    }
+    if bad || expired {
+        if let Err(retry) = limits.unknown.check(r.client, now) {
+            audit::event("rate_limited", &site.name, r.client, "unknown tokens");
+            let mut res = status_response(StatusCode::TOO_MANY_REQUESTS);
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(retry.as_secs()));
+            return Err(res);
+        }
+    }
+    let clear_cookie = (bad || expired) && live.is_none() && !stale;
+    if expired
+        && clear_cookie
+        && let Some(to) = &site.session.expired_redirect
+    {
+        let mut res = status_response(StatusCode::SEE_OTHER);
+        res.headers_mut().insert(header::LOCATION, to.clone());
+        res.headers_mut()
+            .append(header::SET_COOKIE, gateway_cookie(site, "", true));
+        no_store(res.headers_mut());
+        return Err(res);
+    }
+
+    let rules = &site.session;
+    let (mut login, mut logout) = (None, false);
+    if !rules.login.is_empty() || !rules.logout.is_empty() {
+        let normalized = normalize_path(&r.path);
+        login = rules
+            .login
+            .iter()
+            .position(|l| l.covers(&r.method, &normalized));
+        logout = rules
+            .logout
+            .iter()
+            .any(|l| l.covers(&r.method, &normalized));
+    }
+
+    let mut writable = !stale;
+    let mut window = None;
+    if let Some((id, in_login)) = live {
+        if in_login {
+            // Another request of this session is logging in: this one goes
+            // without the vault and may not write into it.
+            writable = false;
+        } else {
+            let mut cookie = headers
+                .get(header::COOKIE)
+                .map(|v| v.as_bytes().to_vec())
+                .unwrap_or_default();
+            let before = cookie.len();
+            SessionStore::inject(&**store, id, &r.path, now, &mut cookie).await;
+            if cookie.len() != before
+                && let Ok(v) = HeaderValue::from_bytes(&cookie)
+            {
+                headers.insert(header::COOKIE, v);
+            }
+        }
+        if login.is_some() {
+            SessionStore::begin_login(&**store, id).await;
+            window = Some(LoginWindow {
+                store: store.clone(),
+                id,
+            });
+        }
+    }
+    Ok(VaultCtx {
+        session: live.map(|(id, _)| id),
+        stale,
+        writable,
+        clear_cookie,
+        cross_site: live.is_none() && is_cross_site(headers, &r.method, r.host),
+        login,
+        logout,
+        _login_window: window,
+    })
+}
+
+/// The response phase: vaulted `Set-Cookie` lines out, login and logout
+/// handled, the gateway cookie set or cleared. Returns a replacement
+/// response when a session is needed and the store refuses it.
+pub async fn on_response(
+    store: &Arc<MemoryStore>,
+    limits: &SiteVault,
+    r: &RequestView<'_>,
+    ctx: VaultCtx,
+    status: StatusCode,
+    headers: &mut HeaderMap,
+) -> Option<Response<Body>> {
+    let site = r.site;
+    let now = Instant::now();
+    let unix_now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+
+    // Take every Set-Cookie under a vaulted name out of the response.
+    let mut vaulted = Vec::new();
+    if headers.contains_key(header::SET_COOKIE) {
+        let all: Vec<HeaderValue> = headers
+            .get_all(header::SET_COOKIE)
+            .iter()
+            .cloned()
+            .collect();
+        headers.remove(header::SET_COOKIE);
+        for line in all {
+            let is_vaulted = set_cookie::parse(line.as_bytes())
+                .is_some_and(|p| site.session.cookies.matches(p.name));
+            if is_vaulted {
+                vaulted.push(line);
+            } else {
+                headers.append(header::SET_COOKIE, line);
+            }
+        }
+    }
+
+    let mut session = ctx.session;
+    let mut new_token: Option<Token> = None;
+    let mut session_cookie_set = false;
+    for line in &vaulted {
+        let Some(p) = set_cookie::parse(line.as_bytes()) else {
+            continue;
+        };
+        if ctx.logout || !ctx.writable {
+            audit::event(
+                "vault_write_refused",
+                &site.name,
+                r.client,
+                &format!("cookie={}", String::from_utf8_lossy(p.name)),
+            );
+            continue;
+        }
+        let summary = p.summary(unix_now);
+        let path: Box<[u8]> = match summary.path {
+            Some(path) if path.starts_with(b"/") => path.into(),
+            _ => default_path(r.path.as_bytes()).into(),
+        };
+        if summary.deletes() {
+            if let Some(id) = session {
+                SessionStore::unbind(&**store, id, p.name, &path).await;
+            }
+            session_cookie_set = true;
+            continue;
+        }
+        let id = match session {
+            Some(id) => id,
+            None => {
+                if ctx.cross_site {
+                    audit::event("session_refused_cross_site", &site.name, r.client, "");
+                    continue;
+                }
+                if limits.create.check(r.client, now).is_err() {
+                    audit::event("rate_limited", &site.name, r.client, "session creation");
+                    continue;
+                }
+                match SessionStore::create(&**store, r.site_index, now).await {
+                    Ok(c) => {
+                        for (_, t) in &c.evicted {
+                            audit::event("session_evicted", &site.name, r.client, &fp(t));
+                        }
+                        audit::event(
+                            "session_created",
+                            &site.name,
+                            r.client,
+                            &fp(&c.token.hash()),
+                        );
+                        session = Some(c.id);
+                        new_token = Some(c.token);
+                        c.id
+                    }
+                    Err(StoreError::Full) => {
+                        audit::event(
+                            "session_refused",
+                            &site.name,
+                            r.client,
+                            "store full of authenticated sessions",
+                        );
+                        return Some(status_response(StatusCode::SERVICE_UNAVAILABLE));
+                    }
+                }
+            }
+        };
+        let expires = summary.lifetime().map(|secs| {
+            now + std::time::Duration::from_secs(secs.clamp(0, 10 * 365 * 86_400) as u64)
+        });
+        let cookie = VaultCookie {
+            name: p.name.into(),
+            value: p.value.into(),
+            path,
+            expires,
+        };
+        match SessionStore::bind(&**store, id, cookie).await {
+            Bind::Stored => session_cookie_set = true,
+            Bind::Conflict { other } => {
+                audit::event(
+                    "backend_value_conflict",
+                    &site.name,
+                    r.client,
+                    &format!("session={id} other={other}"),
+                );
+                audit::event(
+                    "backend_value_conflict",
+                    &site.name,
+                    r.client,
+                    &format!("session={other} other={id}"),
+                );
+            }
+            Bind::Gone => {}
+        }
+    }
+
+    if let (Some(rule), Some(id)) = (ctx.login.map(|i| &site.session.login[i]), session)
+        && rule.succeeded(status, headers, session_cookie_set)
+    {
+        // A session created by this very response already has a fresh token.
+        let rekey = rule.rekey && new_token.is_none();
+        match SessionStore::rekey(&**store, id, rekey, now).await {
+            Some((Some(token), old)) => {
+                audit::event(
+                    "session_rekeyed",
+                    &site.name,
+                    r.client,
+                    &format!("{} new_{}", fp(&old), fp(&token.hash())),
+                );
+                new_token = Some(token);
+            }
+            Some((None, t)) => audit::event("session_authenticated", &site.name, r.client, &fp(&t)),
+            None => {}
+        }
+    }
+
+    let mut clear = ctx.clear_cookie;
+    if ctx.logout {
+        if let Some(id) = ctx.session
+            && let Some(t) = SessionStore::remove(&**store, id).await
+        {
+            audit::event("logged_out", &site.name, r.client, &fp(&t));
+        }
+        new_token = None;
+        clear = true;
+        if site.session.clear_site_data {
+            headers.insert("clear-site-data", HeaderValue::from_static("\"cookies\""));
+        }
+    }
+    if let Some(token) = new_token {
+        headers.append(
+            header::SET_COOKIE,
+            gateway_cookie(site, token.as_str(), false),
+        );
+        no_store(headers);
+    } else if clear && (!ctx.stale || ctx.logout) {
+        headers.append(header::SET_COOKIE, gateway_cookie(site, "", true));
+        no_store(headers);
+    }
+    None
+}
