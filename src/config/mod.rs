@@ -408,6 +408,8 @@ fn read_site(cx: &mut Ctx<'_>, i: usize, t: TableRef<'_, '_>) -> Site {
             "session",
             "cookies",
             "url",
+            "login",
+            "logout",
         ],
     );
     let mut hosts = Vec::new();

@@ -1,0 +1,468 @@
+//! The session vault over real sockets (issue 4): both sides of the wire.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use common::*;
+use http::{Request, Response, StatusCode};
+use tokio::sync::{Notify, mpsc};
+
+/// A legacy app: PHPSESSID handed out on `/new`, a login that never
+/// regenerates the ID, a logout that starts a new session, `/adopt?id=X`
+/// that takes a session ID the caller names (as apps with
+/// `use_strict_mode=0` do).
+async fn legacy_app() -> Upstream {
+    let n = Arc::new(AtomicU64::new(0));
+    Upstream::recording(move |seen| {
+        let path = seen.uri.path();
+        let fresh = || {
+            format!(
+                "PHPSESSID=backend{}; path=/",
+                n.fetch_add(1, Ordering::SeqCst)
+            )
+        };
+        let b = Response::builder();
+        let res = match (seen.method.as_str(), path) {
+            ("GET", "/new") => b.header("set-cookie", fresh()),
+            // Like a real server, it decodes the path before routing.
+            ("POST", p) if p.replace("%6C", "l").contains("login.php") => {
+                if seen.body.as_ref() == b"password=right" {
+                    b.status(302).header("location", "/home")
+                } else {
+                    b.status(302).header("location", "/login.php?failed=1")
+                }
+            }
+            ("GET", "/logout.php") => b
+                .status(302)
+                .header("location", "/")
+                .header("set-cookie", fresh()),
+            ("GET", "/adopt") => {
+                let id = seen.uri.query().unwrap_or("").trim_start_matches("id=");
+                b.header("set-cookie", format!("PHPSESSID={id}; path=/"))
+            }
+            _ => b,
+        };
+        res.body(full("page")).unwrap()
+    })
+    .await
+}
+
+const RULES: &str = r#"
+[[site.login]]
+path = "/login.php"
+location_not = "*login*"
+
+[[site.logout]]
+path = "/logout.php"
+"#;
+
+fn token_of(res: &Resp) -> Option<String> {
+    res.headers
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|v| {
+            v.strip_prefix("__Host-sg=")
+                .map(|rest| rest.split(';').next().unwrap_or("").to_string())
+        })
+}
+
+fn with_token(mut req: Request<TestBody>, token: &str) -> Request<TestBody> {
+    req.headers_mut()
+        .append("cookie", format!("__Host-sg={token}").parse().unwrap());
+    req
+}
+
+async fn get_with(c: &Client, path: &str, token: &str) -> Resp {
+    c.send(
+        Proto::H1,
+        with_token(get(&format!("https://app.test{path}")), token),
+    )
+    .await
+}
+
+async fn login(c: &Client, path: &str, token: &str, password: &str) -> Resp {
+    let req = Request::post(format!("https://app.test{path}"))
+        .body(full(format!("password={password}")))
+        .unwrap();
+    c.send(Proto::H2, with_token(req, token)).await
+}
+
+fn seen_cookie(up: &Upstream) -> Option<String> {
+    up.last()
+        .headers
+        .get("cookie")
+        .map(|v| v.to_str().unwrap().to_string())
+}
+
+async fn setup(extra: &str) -> Setup {
+    Setup::new(legacy_app().await, "", &format!("{extra}\n{RULES}")).await
+}
+
+#[tokio::test]
+async fn the_browser_holds_only_the_gateway_token() {
+    let s = setup("").await;
+    let res = s.client.get("https://app.test/new").await;
+    let cookies: Vec<&str> = res
+        .headers
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .collect();
+    assert_eq!(cookies.len(), 1, "{cookies:?}");
+    let c = cookies[0];
+    assert!(c.starts_with("__Host-sg="), "{c}");
+    for attr in ["Path=/", "Secure", "HttpOnly", "SameSite=Lax"] {
+        assert!(c.contains(attr), "{attr} missing from {c}");
+    }
+    assert!(!c.contains("Domain"), "{c}");
+    assert_eq!(res.header("cache-control"), Some("private, no-store"));
+    let token = token_of(&res).unwrap();
+    assert_eq!(token.len(), 43);
+    // The backend ID appears nowhere in the response.
+    let all = format!("{:?}{}", res.headers, res.text());
+    assert!(!all.contains("backend0"), "{all}");
+    // The next request carries only the token; the app sees its own cookie.
+    get_with(&s.client, "/page", &token).await;
+    assert_eq!(
+        seen_cookie(&s.upstream).as_deref(),
+        Some("PHPSESSID=backend0")
+    );
+}
+
+#[tokio::test]
+async fn anonymous_traffic_creates_no_session() {
+    let s = setup("").await;
+    let res = s.client.get("https://app.test/static.css").await;
+    assert!(res.headers.get("set-cookie").is_none());
+}
+
+#[tokio::test]
+async fn client_sent_backend_cookies_never_reach_the_app() {
+    let s = setup("").await;
+    let token = token_of(&s.client.get("https://app.test/new").await).unwrap();
+    let mut req = with_token(get("https://app.test/page"), &token);
+    req.headers_mut()
+        .append("cookie", "PHPSESSID=planted".parse().unwrap());
+    s.client.send(Proto::H1, req).await;
+    assert_eq!(
+        seen_cookie(&s.upstream).as_deref(),
+        Some("PHPSESSID=backend0")
+    );
+    // Without a token, a planted cookie reaches nothing.
+    let mut req = get("https://app.test/page");
+    req.headers_mut().insert(
+        "cookie",
+        "PHPSESSID=planted; phpsessid=again".parse().unwrap(),
+    );
+    s.client.send(Proto::H2, req).await;
+    assert_eq!(seen_cookie(&s.upstream), None);
+}
+
+#[tokio::test]
+async fn login_rekeys_and_the_fixed_token_dies() {
+    for login_path in ["/login.php", "/login.php/x", "//login.php", "/%6Cogin.php"] {
+        let s = setup("").await;
+        // The attacker obtains a token and plants it in the victim's browser.
+        let planted = token_of(&s.client.get("https://app.test/new").await).unwrap();
+        // The victim logs in with it.
+        let res = login(&s.client, login_path, &planted, "right").await;
+        assert_eq!(res.status, 302, "{login_path}");
+        let fresh = token_of(&res).unwrap_or_else(|| panic!("no re-key for {login_path}"));
+        assert_ne!(fresh, planted);
+        assert_eq!(res.header("cache-control"), Some("private, no-store"));
+        // The victim's new token carries the (logged-in) backend session.
+        get_with(&s.client, "/account", &fresh).await;
+        assert_eq!(
+            seen_cookie(&s.upstream).as_deref(),
+            Some("PHPSESSID=backend0")
+        );
+        // The attacker's replay gets the anonymous view: no backend cookie,
+        // and no cookie clearing that would disturb anyone.
+        let res = get_with(&s.client, "/account", &planted).await;
+        assert_eq!(seen_cookie(&s.upstream), None, "{login_path}");
+        assert!(
+            res.headers.get("set-cookie").is_none(),
+            "a tombstoned token gets no cookie set or cleared"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_failed_login_does_not_rekey() {
+    let s = setup("").await;
+    let token = token_of(&s.client.get("https://app.test/new").await).unwrap();
+    let res = login(&s.client, "/login.php", &token, "wrong").await;
+    assert_eq!(res.header("location"), Some("/login.php?failed=1"));
+    assert_eq!(token_of(&res), None);
+    get_with(&s.client, "/page", &token).await;
+    assert_eq!(
+        seen_cookie(&s.upstream).as_deref(),
+        Some("PHPSESSID=backend0")
+    );
+}
+
+#[tokio::test]
+async fn one_backend_session_one_gateway_session() {
+    let s = setup("").await;
+    let victim = token_of(&s.client.get("https://app.test/adopt?id=known123").await).unwrap();
+    // The attacker makes the app hand the same backend ID to a second session.
+    let attacker = token_of(&s.client.get("https://app.test/adopt?id=known123").await);
+    get_with(&s.client, "/page", &victim).await;
+    assert_eq!(
+        seen_cookie(&s.upstream),
+        None,
+        "the contested value was taken from both"
+    );
+    if let Some(a) = attacker {
+        get_with(&s.client, "/page", &a).await;
+        assert_eq!(seen_cookie(&s.upstream), None);
+    }
+}
+
+#[tokio::test]
+async fn logout_destroys_the_session_and_clears_the_cookie() {
+    let s = setup("session.clear_site_data = true").await;
+    let token = token_of(&s.client.get("https://app.test/new").await).unwrap();
+    let res = get_with(&s.client, "/logout.php", &token).await;
+    let cookies: Vec<&str> = res
+        .headers
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .collect();
+    assert_eq!(
+        cookies.len(),
+        1,
+        "the app's new session cookie does not start a new session: {cookies:?}"
+    );
+    assert!(
+        cookies[0].starts_with("__Host-sg=;") && cookies[0].contains("Max-Age=0"),
+        "{cookies:?}"
+    );
+    assert_eq!(res.header("clear-site-data"), Some("\"cookies\""));
+    // The old token, replayed, gets no backend cookie.
+    get_with(&s.client, "/page", &token).await;
+    assert_eq!(seen_cookie(&s.upstream), None);
+}
+
+#[tokio::test]
+async fn a_token_is_nothing_on_another_site() {
+    let pki = Pki::new();
+    let app = legacy_app().await;
+    let toml = format!(
+        "{}\n{}",
+        site_toml(&["app.test"], &pki.leaf("a", &["app.test"]), &app.url(), ""),
+        site_toml(
+            &["other.test"],
+            &pki.leaf("b", &["other.test"]),
+            &app.url(),
+            ""
+        )
+    );
+    let gw = TestGateway::start(&toml).await;
+    let c = Client::new(&pki, gw.https);
+    let token = token_of(&c.get("https://app.test/new").await).unwrap();
+    c.send(
+        Proto::H1,
+        with_token(get("https://other.test/page"), &token),
+    )
+    .await;
+    assert_eq!(seen_cookie(&app), None);
+}
+
+#[tokio::test]
+async fn cross_site_requests_without_a_token_never_set_the_cookie() {
+    let s = setup("").await;
+    let mut req = Request::post("https://app.test/new")
+        .header("origin", "https://evil.test")
+        .body(full(""))
+        .unwrap();
+    req.headers_mut()
+        .insert("sec-fetch-site", "cross-site".parse().unwrap());
+    // (POST /new hands out no cookie in this app; use GET with fetch metadata.)
+    let _ = s.client.send(Proto::H1, req).await;
+    let mut req = get("https://app.test/new");
+    req.headers_mut()
+        .insert("sec-fetch-site", "cross-site".parse().unwrap());
+    let res = s.client.send(Proto::H1, req).await;
+    assert!(res.headers.get("set-cookie").is_none(), "{:?}", res.headers);
+}
+
+#[tokio::test]
+async fn unknown_tokens_are_cleared_once_and_guessing_is_throttled() {
+    let s = setup("session.unknown_token_burst = 3\nsession.unknown_token_per_minute = 1").await;
+    let guess = "A".repeat(43);
+    let res = get_with(&s.client, "/page", &guess).await;
+    assert_eq!(res.status, 200, "an unknown token is served as anonymous");
+    let cleared: Vec<&str> = res
+        .headers
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .collect();
+    assert!(
+        cleared
+            .iter()
+            .any(|c| c.starts_with("__Host-sg=;") && c.contains("Max-Age=0")),
+        "{cleared:?}"
+    );
+    for _ in 0..2 {
+        assert_eq!(get_with(&s.client, "/page", "malformed").await.status, 200);
+    }
+    let res = get_with(&s.client, "/page", &guess).await;
+    assert_eq!(res.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(
+        res.header("retry-after")
+            .is_some_and(|v| v.parse::<u64>().unwrap() >= 1)
+    );
+    // Requests without a token are never refused for this.
+    assert_eq!(s.client.get("https://app.test/page").await.status, 200);
+}
+
+#[tokio::test]
+async fn duplicate_gateway_cookies_use_the_one_live_value_and_never_clear() {
+    let s = setup("").await;
+    let token = token_of(&s.client.get("https://app.test/new").await).unwrap();
+    let mut req = with_token(get("https://app.test/page"), &token);
+    req.headers_mut().append(
+        "cookie",
+        format!("__Host-sg={}", "B".repeat(43)).parse().unwrap(),
+    );
+    let res = s.client.send(Proto::H2, req).await;
+    assert_eq!(
+        seen_cookie(&s.upstream).as_deref(),
+        Some("PHPSESSID=backend0")
+    );
+    assert!(
+        res.headers.get("set-cookie").is_none(),
+        "no clearing loop against a tossed cookie"
+    );
+}
+
+#[tokio::test]
+async fn a_full_store_refuses_new_sessions_rather_than_logging_anyone_out() {
+    let pki = Pki::new();
+    let app = legacy_app().await;
+    let toml = format!(
+        "[store]\nmax_sessions = 1\n{}",
+        site_toml(
+            &["app.test"],
+            &pki.leaf("a", &["app.test"]),
+            &app.url(),
+            RULES
+        )
+    );
+    let gw = TestGateway::start(&toml).await;
+    let c = Client::new(&pki, gw.https);
+    let first = token_of(&c.get("https://app.test/new").await).unwrap();
+    let logged_in = token_of(&login(&c, "/login.php", &first, "right").await).unwrap();
+    assert_eq!(
+        c.get("https://app.test/new").await.status,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    get_with(&c, "/page", &logged_in).await;
+    assert_eq!(
+        seen_cookie(&app).as_deref(),
+        Some("PHPSESSID=backend0"),
+        "the logged-in user is still logged in"
+    );
+}
+
+#[tokio::test]
+async fn requests_during_the_login_window_go_without_the_vault() {
+    // The app holds the login response until told; meanwhile a request
+    // with the same (planted) token must not run as the victim.
+    let (entered_tx, mut entered_rx) = mpsc::channel::<()>(1);
+    let release = Arc::new(Notify::new());
+    let r = release.clone();
+    let app = Upstream::custom(move |req: Request<hyper::body::Incoming>| {
+        let (entered, release) = (entered_tx.clone(), r.clone());
+        async move {
+            let cookie = req
+                .headers()
+                .get("cookie")
+                .map(|v| v.to_str().unwrap().to_string());
+            match req.uri().path() {
+                "/new" => Response::builder()
+                    .header("set-cookie", "PHPSESSID=victimsid; path=/")
+                    .body(full(""))
+                    .unwrap(),
+                "/login.php" => {
+                    entered.send(()).await.unwrap();
+                    release.notified().await;
+                    Response::builder()
+                        .status(302)
+                        .header("location", "/home")
+                        .body(full(""))
+                        .unwrap()
+                }
+                // The app, seeing no session cookie, starts a new session.
+                _ => {
+                    let b = Response::builder()
+                        .header("x-seen-cookie", cookie.clone().unwrap_or_default());
+                    let b = if cookie.is_none() {
+                        b.header("set-cookie", "PHPSESSID=anonsid; path=/")
+                    } else {
+                        b
+                    };
+                    b.body(full("")).unwrap()
+                }
+            }
+        }
+    })
+    .await;
+    let s = Setup::new(app, "", RULES).await;
+    let planted = token_of(&s.client.get("https://app.test/new").await).unwrap();
+    let client = s.client.clone();
+    let p = planted.clone();
+    let victim = tokio::spawn(async move { login(&client, "/login.php", &p, "right").await });
+    entered_rx.recv().await.unwrap();
+    // The attacker's requests while the login is in flight.
+    for _ in 0..5 {
+        let res = get_with(&s.client, "/account", &planted).await;
+        assert_eq!(
+            res.header("x-seen-cookie"),
+            Some(""),
+            "a request ran with the vault during the login window"
+        );
+        assert!(res.headers.get("set-cookie").is_none(), "{:?}", res.headers);
+    }
+    release.notify_one();
+    let res = victim.await.unwrap();
+    let fresh = token_of(&res).expect("re-keyed");
+    // The victim's session kept its own backend ID, not the anonymous one
+    // the app handed to the racing requests.
+    let res = get_with(&s.client, "/account", &fresh).await;
+    assert_eq!(res.header("x-seen-cookie"), Some("PHPSESSID=victimsid"));
+}
+
+#[tokio::test]
+async fn an_attacker_loop_during_login_never_gets_the_victims_session() {
+    let s = setup("").await;
+    let planted = token_of(&s.client.get("https://app.test/new").await).unwrap();
+    let attacker = {
+        let c = s.client.clone();
+        let t = planted.clone();
+        tokio::spawn(async move {
+            let mut statuses = Vec::new();
+            for _ in 0..40 {
+                statuses.push(get_with(&c, "/account", &t).await.status);
+            }
+            statuses
+        })
+    };
+    let res = login(&s.client, "/login.php", &planted, "right").await;
+    let fresh = token_of(&res).unwrap();
+    attacker.await.unwrap();
+    // After the login, the planted token is worth nothing.
+    get_with(&s.client, "/account", &planted).await;
+    assert_eq!(seen_cookie(&s.upstream), None);
+    get_with(&s.client, "/account", &fresh).await;
+    assert_eq!(
+        seen_cookie(&s.upstream).as_deref(),
+        Some("PHPSESSID=backend0")
+    );
+}
