@@ -205,6 +205,13 @@ hosts = ["localhost", "127.0.0.1"]
 tls = {{ cert = {chain:?}, key = {key:?} }}
 upstream = {{ url = "http://{app}" }}
 hsts = {{ max_age = "5m" }}
+
+[[site.login]]
+path = "/login"
+location_not = "*failed*"
+
+[[site.logout]]
+path = "/logout"
 "#
     );
     Config::parse(&toml).map_err(|e| anyhow::anyhow!("demo config: {e}"))
