@@ -74,6 +74,19 @@ impl MemoryStore {
         }
     }
 
+    /// Entries and capacity of each table, for the memory benchmark.
+    pub fn capacity_report(&self) -> String {
+        format!(
+            "sessions {} (capacity {}), tokens {} (capacity {}), backend values {} (capacity {})",
+            self.sessions.len(),
+            self.sessions.capacity(),
+            self.tokens.len(),
+            self.tokens.capacity(),
+            self.backend.len(),
+            self.backend.capacity()
+        )
+    }
+
     pub fn len(&self) -> usize {
         self.sessions.len()
     }
