@@ -1216,26 +1216,57 @@ impl fmt::Display for Config {
 impl Site {
     fn fmt_policies(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let d = |d: Duration| format!("\"{}\"", fmt_duration(d));
-        let list = |n: &NameSet| n.names().iter().map(|x| format!("{x:?}")).collect::<Vec<_>>().join(", ");
+        let list = |n: &NameSet| {
+            n.names()
+                .iter()
+                .map(|x| format!("{x:?}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
         let se = &self.session;
         let mode = match se.mode {
             SessionMode::Harden => "harden",
             SessionMode::Vault => "vault",
         };
-        writeln!(f, "[site.session]\nmode = \"{mode}\"\ncookies = [{}]", list(&se.cookies))?;
-        writeln!(f, "cookie_name = {:?}  # the browser sees {}", se.cookie_name.trim_start_matches("__Host-"), se.cookie_name)?;
-        writeln!(f, "cookie_same_site = \"{}\"", se.cookie_same_site.as_str().to_ascii_lowercase())?;
+        writeln!(
+            f,
+            "[site.session]\nmode = \"{mode}\"\ncookies = [{}]",
+            list(&se.cookies)
+        )?;
+        writeln!(
+            f,
+            "cookie_name = {:?}  # the browser sees {}",
+            se.cookie_name.trim_start_matches("__Host-"),
+            se.cookie_name
+        )?;
+        writeln!(
+            f,
+            "cookie_same_site = \"{}\"",
+            se.cookie_same_site.as_str().to_ascii_lowercase()
+        )?;
         writeln!(f, "idle_timeout = {}", d(se.timeouts.idle))?;
         writeln!(f, "absolute_timeout = {}", d(se.timeouts.absolute))?;
         writeln!(f, "anonymous_timeout = {}", d(se.timeouts.anonymous))?;
         if let Some(r) = &se.expired_redirect {
             writeln!(f, "expired_redirect = {:?}", r.to_str().unwrap_or(""))?;
         }
-        writeln!(f, "create_per_minute = {}\ncreate_burst = {}", se.create_per_minute, se.create_burst)?;
-        writeln!(f, "unknown_token_per_minute = {}\nunknown_token_burst = {}", se.unknown_token_per_minute, se.unknown_token_burst)?;
+        writeln!(
+            f,
+            "create_per_minute = {}\ncreate_burst = {}",
+            se.create_per_minute, se.create_burst
+        )?;
+        writeln!(
+            f,
+            "unknown_token_per_minute = {}\nunknown_token_burst = {}",
+            se.unknown_token_per_minute, se.unknown_token_burst
+        )?;
         writeln!(f, "clear_site_data = {}", se.clear_site_data)?;
         let c = &self.cookies.set_cookie;
-        writeln!(f, "[site.cookies]\nsame_site = \"{}\"", c.same_site.as_str().to_ascii_lowercase())?;
+        writeln!(
+            f,
+            "[site.cookies]\nsame_site = \"{}\"",
+            c.same_site.as_str().to_ascii_lowercase()
+        )?;
         if let Some(l) = c.max_lifetime {
             writeln!(f, "max_lifetime = {}", d(Duration::from_secs(l)))?;
         }
@@ -1244,14 +1275,28 @@ impl Site {
         let domains: Vec<String> = c.allow_domains.iter().map(|x| format!("{x:?}")).collect();
         writeln!(f, "allow_domains = [{}]", domains.join(", "))?;
         for o in &c.overrides {
-            writeln!(f, "[[site.cookies.override]]\nname = {:?}\nhost_prefix = {}", o.name, o.host_prefix)?;
+            writeln!(
+                f,
+                "[[site.cookies.override]]\nname = {:?}\nhost_prefix = {}",
+                o.name, o.host_prefix
+            )?;
             if let Some(ss) = o.same_site {
                 writeln!(f, "same_site = \"{}\"", ss.as_str().to_ascii_lowercase())?;
             }
         }
-        writeln!(f, "[site.url]\nsession_params = [{}]", list(&self.url_session_params))?;
+        writeln!(
+            f,
+            "[site.url]\nsession_params = [{}]",
+            list(&self.url_session_params)
+        )?;
         for l in &se.login {
-            writeln!(f, "[[site.login]]\n# {:?} {:?} status {:?}", l.method, l.path, l.status.iter().map(|s| s.as_u16()).collect::<Vec<_>>())?;
+            writeln!(
+                f,
+                "[[site.login]]\n# {:?} {:?} status {:?}",
+                l.method,
+                l.path,
+                l.status.iter().map(|s| s.as_u16()).collect::<Vec<_>>()
+            )?;
             writeln!(f, "# signals {:?}, rekey = {}", l.signals, l.rekey)?;
         }
         for l in &se.logout {

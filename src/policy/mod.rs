@@ -3,6 +3,7 @@
 
 pub mod cookie;
 pub mod cookie_date;
+pub mod form;
 pub mod names;
 pub mod set_cookie;
 pub mod url;

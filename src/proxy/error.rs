@@ -30,6 +30,8 @@ pub enum ProxyError {
     MethodNotAllowed,
     #[error("request body over the site's max_request_body")]
     BodyTooLarge,
+    #[error("form body does not parse as its declared type")]
+    BadForm,
     #[error("upstream unreachable")]
     UpstreamConnect(#[source] BoxError),
     #[error("upstream did not answer in time")]
@@ -47,7 +49,8 @@ impl ProxyError {
             | ProxyError::BadTarget
             | ProxyError::Misdirected
             | ProxyError::MethodNotAllowed
-            | ProxyError::BodyTooLarge => Side::Client,
+            | ProxyError::BodyTooLarge
+            | ProxyError::BadForm => Side::Client,
             ProxyError::UpstreamConnect(_)
             | ProxyError::UpstreamTimeout
             | ProxyError::Upstream(_) => Side::Upstream,
@@ -56,7 +59,9 @@ impl ProxyError {
 
     pub fn status(&self) -> StatusCode {
         match self {
-            ProxyError::BadHost | ProxyError::BadTarget => StatusCode::BAD_REQUEST,
+            ProxyError::BadHost | ProxyError::BadTarget | ProxyError::BadForm => {
+                StatusCode::BAD_REQUEST
+            }
             ProxyError::Misdirected => StatusCode::MISDIRECTED_REQUEST,
             ProxyError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ProxyError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,

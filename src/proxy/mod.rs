@@ -7,6 +7,7 @@
 //! 5. upstream response: hop-by-hop removed, redirects kept on the gateway
 //! 6. every response: HSTS; one access log line
 
+mod body;
 mod error;
 pub mod forward;
 pub mod location;
@@ -22,7 +23,7 @@ use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
-use http_body_util::{Either, Full, Limited};
+use http_body_util::{BodyExt, Either, Full, Limited};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 
@@ -33,6 +34,7 @@ use crate::audit;
 use crate::config::{Config, SessionMode, Site};
 use crate::observability;
 use crate::policy;
+use crate::policy::form::{self, FormError};
 use crate::policy::names::NameSet;
 use crate::policy::set_cookie::{self, Outcome};
 use crate::session::limiter::Limiter;
@@ -42,9 +44,7 @@ use crate::tls::TlsError;
 /// What the gateway sends to clients: the upstream's body streamed through,
 /// or a small body of its own.
 pub type Body = Either<Incoming, Full<Bytes>>;
-/// What the gateway sends upstream: the client's body, streamed, with the
-/// site's size limit enforced as it flows.
-pub type UpstreamBody = Limited<Incoming>;
+pub use body::UpstreamBody;
 
 /// What a connection knows about itself, shared by its requests.
 #[derive(Debug)]
@@ -318,6 +318,7 @@ impl Gateway {
             body,
             usize::try_from(site.max_request_body).unwrap_or(usize::MAX),
         );
+        let body = form_body(body, &mut parts.headers, declared_len, site, client).await?;
         let upstream_req = Request::from_parts(parts, body);
 
         // Forward.
@@ -410,12 +411,69 @@ fn upstream_uri(
         .map_err(|_| ProxyError::BadTarget)
 }
 
+/// Form bodies no larger than this are filtered whole and sent with their
+/// new `Content-Length` (some legacy servers mishandle chunked requests);
+/// larger ones are filtered as they stream and sent chunked.
+const FORM_BUFFER_LIMIT: u64 = 64 * 1024;
+
+/// Removes session-ID fields from form bodies; other bodies pass untouched.
+async fn form_body(
+    body: Limited<Incoming>,
+    headers: &mut http::HeaderMap,
+    declared_len: Option<u64>,
+    site: &Site,
+    client: IpAddr,
+) -> Result<UpstreamBody, ProxyError> {
+    let Some(kind) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|ct| form::kind(ct.as_bytes()))
+    else {
+        return Ok(Either::Left(body));
+    };
+    let names = site.url_session_params.clone();
+    let site_name = site.name.clone();
+    let audit_removed = move |n: usize| {
+        if n > 0 {
+            audit::event(
+                "form_session_field_removed",
+                &site_name,
+                client,
+                &format!("fields={n}"),
+            );
+        }
+    };
+    if declared_len.is_some_and(|n| n <= FORM_BUFFER_LIMIT) {
+        let whole = body.collect().await.map_err(|e| {
+            if e.is::<http_body_util::LengthLimitError>() {
+                ProxyError::BodyTooLarge
+            } else {
+                ProxyError::BadForm
+            }
+        })?;
+        let (filtered, removed) =
+            form::filter_all(kind, &names, &whole.to_bytes()).map_err(|_| ProxyError::BadForm)?;
+        audit_removed(removed);
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(filtered.len()));
+        return Ok(Either::Right(Either::Left(Full::new(filtered))));
+    }
+    let filter = form::Filter::new(kind, names).map_err(|_| ProxyError::BadForm)?;
+    headers.remove(header::CONTENT_LENGTH);
+    Ok(Either::Right(Either::Right(body::FormBody::new(
+        body,
+        filter,
+        Box::new(audit_removed),
+    ))))
+}
+
 /// Names the failure of the upstream call.
 fn classify(e: hyper_util::client::legacy::Error) -> ProxyError {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
     while let Some(err) = source {
         if err.is::<http_body_util::LengthLimitError>() {
             return ProxyError::BodyTooLarge;
+        }
+        if err.is::<FormError>() {
+            return ProxyError::BadForm;
         }
         if let Some(io) = err.downcast_ref::<std::io::Error>()
             && io.kind() == std::io::ErrorKind::TimedOut

@@ -1,0 +1,533 @@
+//! Session IDs in request bodies: fields named after a session parameter are
+//! removed from `application/x-www-form-urlencoded` and
+//! `multipart/form-data` bodies, as the body streams.
+//!
+//! PHP with `session.use_only_cookies=0` takes the session ID from a POST
+//! field, so a cross-site form can hand the app an ID the attacker knows.
+//! Field names are matched as in URLs (any case, percent-encoded, `+` for a
+//! space, PHP array suffixes), and a body that does not parse as its
+//! declared type is an error (the request is refused, not forwarded
+//! unexamined).
+
+use bytes::{Bytes, BytesMut};
+
+use super::names::NameSet;
+
+/// A field name longer than this is no form a browser sends: refused.
+const MAX_NAME: usize = 8 * 1024;
+/// Multipart part headers longer than this: refused.
+const MAX_PART_HEADERS: usize = 16 * 1024;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FormError {
+    #[error("a form field name is over {MAX_NAME} bytes")]
+    NameTooLong,
+    #[error("multipart body without its boundary")]
+    NoBoundary,
+    #[error("multipart part headers are malformed or over {MAX_PART_HEADERS} bytes")]
+    PartHeaders,
+    #[error("multipart body ends before its closing boundary")]
+    Truncated,
+}
+
+/// Which filter a request body needs, from its `Content-Type`.
+pub fn kind(content_type: &[u8]) -> Option<Kind> {
+    let ct = std::str::from_utf8(content_type).ok()?;
+    let mut params = ct.split(';');
+    let essence = params.next()?.trim();
+    if essence.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
+        return Some(Kind::Urlencoded);
+    }
+    if essence.eq_ignore_ascii_case("multipart/form-data") {
+        let boundary = params.find_map(|p| {
+            let (k, v) = p.split_once('=')?;
+            k.trim()
+                .eq_ignore_ascii_case("boundary")
+                .then(|| v.trim().trim_matches('"').to_string())
+        });
+        return Some(Kind::Multipart(
+            boundary.filter(|b| !b.is_empty() && b.len() <= 70),
+        ));
+    }
+    None
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Kind {
+    Urlencoded,
+    /// The boundary, or `None` when the header lacks one (an error).
+    Multipart(Option<String>),
+}
+
+/// A streaming filter: feed chunks, take what may go on, finish at the end.
+pub enum Filter {
+    Urlencoded(Urlencoded),
+    Multipart(Multipart),
+}
+
+impl Filter {
+    pub fn new(kind: Kind, names: NameSet) -> Result<Filter, FormError> {
+        Ok(match kind {
+            Kind::Urlencoded => Filter::Urlencoded(Urlencoded::new(names)),
+            Kind::Multipart(Some(b)) => Filter::Multipart(Multipart::new(&b, names)),
+            Kind::Multipart(None) => return Err(FormError::NoBoundary),
+        })
+    }
+
+    pub fn feed(&mut self, chunk: &[u8]) -> Result<Bytes, FormError> {
+        match self {
+            Filter::Urlencoded(f) => f.feed(chunk),
+            Filter::Multipart(f) => f.feed(chunk),
+        }
+    }
+
+    pub fn finish(&mut self) -> Result<Bytes, FormError> {
+        match self {
+            Filter::Urlencoded(f) => f.finish(),
+            Filter::Multipart(f) => f.finish(),
+        }
+    }
+
+    /// How many fields were removed so far.
+    pub fn removed(&self) -> usize {
+        match self {
+            Filter::Urlencoded(f) => f.removed,
+            Filter::Multipart(f) => f.removed,
+        }
+    }
+}
+
+/// Whether a form field name (raw, `+` for space) is a session name.
+fn is_session_field(names: &NameSet, raw: &[u8]) -> bool {
+    if raw.contains(&b'+') {
+        let spaced: Vec<u8> = raw
+            .iter()
+            .map(|&b| if b == b'+' { b' ' } else { b })
+            .collect();
+        return names.matches(&spaced);
+    }
+    names.matches(raw)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Field {
+    /// Reading the name; it sits in `pending`.
+    Name,
+    Pass,
+    Skip,
+}
+
+pub struct Urlencoded {
+    names: NameSet,
+    state: Field,
+    pending: Vec<u8>,
+    emitted_any: bool,
+    pub removed: usize,
+}
+
+impl Urlencoded {
+    pub fn new(names: NameSet) -> Urlencoded {
+        Urlencoded {
+            names,
+            state: Field::Name,
+            pending: Vec::new(),
+            emitted_any: false,
+            removed: 0,
+        }
+    }
+
+    /// Decides the field whose name is in `pending`.
+    fn decide(&mut self, out: &mut BytesMut) {
+        if is_session_field(&self.names, &self.pending) {
+            self.removed += 1;
+            self.state = Field::Skip;
+        } else {
+            if self.emitted_any {
+                out.extend_from_slice(b"&");
+            }
+            out.extend_from_slice(&self.pending);
+            self.emitted_any = true;
+            self.state = Field::Pass;
+        }
+        self.pending.clear();
+    }
+
+    pub fn feed(&mut self, chunk: &[u8]) -> Result<Bytes, FormError> {
+        let mut out = BytesMut::with_capacity(chunk.len());
+        let mut rest = chunk;
+        while !rest.is_empty() {
+            match self.state {
+                Field::Name => {
+                    let end = rest.iter().position(|&b| b == b'=' || b == b'&');
+                    let take = end.unwrap_or(rest.len());
+                    self.pending.extend_from_slice(&rest[..take]);
+                    if self.pending.len() > MAX_NAME {
+                        return Err(FormError::NameTooLong);
+                    }
+                    let Some(at) = end else { break };
+                    let sep = rest[at];
+                    let was_empty = self.pending.is_empty() && sep == b'&';
+                    if !was_empty {
+                        self.decide(&mut out);
+                    }
+                    if sep == b'=' {
+                        if self.state == Field::Pass {
+                            out.extend_from_slice(b"=");
+                        }
+                        rest = &rest[at + 1..];
+                    } else {
+                        // `&` right after the name: a field without a value.
+                        self.state = Field::Name;
+                        rest = &rest[at + 1..];
+                    }
+                }
+                Field::Pass | Field::Skip => {
+                    let end = rest.iter().position(|&b| b == b'&');
+                    let take = end.unwrap_or(rest.len());
+                    if self.state == Field::Pass {
+                        out.extend_from_slice(&rest[..take]);
+                    }
+                    match end {
+                        Some(at) => {
+                            self.state = Field::Name;
+                            rest = &rest[at + 1..];
+                        }
+                        None => break,
+                    }
+                }
+            }
+        }
+        Ok(out.freeze())
+    }
+
+    pub fn finish(&mut self) -> Result<Bytes, FormError> {
+        let mut out = BytesMut::new();
+        if self.state == Field::Name && !self.pending.is_empty() {
+            self.decide(&mut out);
+        }
+        Ok(out.freeze())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Part {
+    /// Before the first delimiter (the preamble is dropped).
+    Preamble,
+    /// Reading a part's headers into `buf`.
+    Headers,
+    /// Inside a part's body.
+    Body { pass: bool },
+    /// After the closing delimiter (the epilogue is dropped).
+    Done,
+}
+
+/// A streaming multipart filter. Delimiters are searched in `buf`, which
+/// keeps at most a delimiter's length of unflushed bytes between chunks.
+pub struct Multipart {
+    names: NameSet,
+    /// `\r\n--boundary`
+    delimiter: Vec<u8>,
+    state: Part,
+    buf: Vec<u8>,
+    pub removed: usize,
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    if needle.is_empty() || hay.len() < needle.len() {
+        return None;
+    }
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+impl Multipart {
+    pub fn new(boundary: &str, names: NameSet) -> Multipart {
+        let mut delimiter = b"\r\n--".to_vec();
+        delimiter.extend_from_slice(boundary.as_bytes());
+        // The body may start with the delimiter without its CRLF: pretend
+        // one came before.
+        Multipart {
+            names,
+            delimiter,
+            state: Part::Preamble,
+            buf: b"\r\n".to_vec(),
+            removed: 0,
+        }
+    }
+
+    /// The part's field name from its headers, if any.
+    fn part_name(headers: &[u8]) -> Result<Option<Vec<u8>>, FormError> {
+        let text = std::str::from_utf8(headers).map_err(|_| FormError::PartHeaders)?;
+        for line in text.split("\r\n") {
+            let Some((k, v)) = line.split_once(':') else {
+                if line.is_empty() {
+                    continue;
+                }
+                return Err(FormError::PartHeaders);
+            };
+            if !k.trim().eq_ignore_ascii_case("content-disposition") {
+                continue;
+            }
+            for param in v.split(';').skip(1) {
+                let Some((pk, pv)) = param.split_once('=') else {
+                    continue;
+                };
+                let pk = pk.trim();
+                if pk.eq_ignore_ascii_case("name") || pk.eq_ignore_ascii_case("name*") {
+                    return Ok(Some(pv.trim().trim_matches('"').as_bytes().to_vec()));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    pub fn feed(&mut self, chunk: &[u8]) -> Result<Bytes, FormError> {
+        self.buf.extend_from_slice(chunk);
+        let mut out = BytesMut::with_capacity(chunk.len() + 64);
+        loop {
+            match self.state {
+                Part::Done => {
+                    self.buf.clear();
+                    break;
+                }
+                Part::Preamble | Part::Body { .. } => {
+                    let Some(at) = find(&self.buf, &self.delimiter) else {
+                        // Flush all but what could be the start of a delimiter.
+                        let keep = self.delimiter.len().saturating_sub(1).min(self.buf.len());
+                        let flush = self.buf.len() - keep;
+                        if let Part::Body { pass: true } = self.state {
+                            out.extend_from_slice(&self.buf[..flush]);
+                        }
+                        self.buf.drain(..flush);
+                        break;
+                    };
+                    // Need two bytes after the delimiter: `--` or CRLF.
+                    let after = at + self.delimiter.len();
+                    if self.buf.len() < after + 2 {
+                        if let Part::Body { pass: true } = self.state {
+                            out.extend_from_slice(&self.buf[..at]);
+                        }
+                        self.buf.drain(..at);
+                        break;
+                    }
+                    if let Part::Body { pass: true } = self.state {
+                        out.extend_from_slice(&self.buf[..at]);
+                        out.extend_from_slice(b"\r\n");
+                    }
+                    let closing = &self.buf[after..after + 2] == b"--";
+                    self.buf.drain(..after + 2);
+                    if closing {
+                        out.extend_from_slice(&self.delimiter[2..]);
+                        out.extend_from_slice(b"--\r\n");
+                        self.state = Part::Done;
+                    } else {
+                        self.state = Part::Headers;
+                    }
+                }
+                Part::Headers => {
+                    let Some(end) = find(&self.buf, b"\r\n\r\n") else {
+                        if self.buf.len() > MAX_PART_HEADERS {
+                            return Err(FormError::PartHeaders);
+                        }
+                        // A part with no headers at all starts with CRLF.
+                        if self.buf.starts_with(b"\r\n") {
+                            self.buf.drain(..2);
+                            out.extend_from_slice(&self.delimiter[2..]);
+                            out.extend_from_slice(b"\r\n\r\n");
+                            self.state = Part::Body { pass: true };
+                            continue;
+                        }
+                        break;
+                    };
+                    let headers = self.buf[..end].to_vec();
+                    self.buf.drain(..end + 4);
+                    let pass = match Self::part_name(&headers)? {
+                        Some(name) if is_session_field(&self.names, &name) => {
+                            self.removed += 1;
+                            false
+                        }
+                        _ => true,
+                    };
+                    if pass {
+                        out.extend_from_slice(&self.delimiter[2..]);
+                        out.extend_from_slice(b"\r\n");
+                        out.extend_from_slice(&headers);
+                        out.extend_from_slice(b"\r\n\r\n");
+                    }
+                    self.state = Part::Body { pass };
+                }
+            }
+        }
+        Ok(out.freeze())
+    }
+
+    pub fn finish(&mut self) -> Result<Bytes, FormError> {
+        match self.state {
+            Part::Done => Ok(Bytes::new()),
+            _ => Err(FormError::Truncated),
+        }
+    }
+}
+
+/// Filters a whole body at once (for small bodies and tests).
+pub fn filter_all(kind: Kind, names: &NameSet, body: &[u8]) -> Result<(Bytes, usize), FormError> {
+    let mut f = Filter::new(kind, names.clone())?;
+    let mut out = BytesMut::new();
+    out.extend_from_slice(&f.feed(body)?);
+    out.extend_from_slice(&f.finish()?);
+    Ok((out.freeze(), f.removed()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names() -> NameSet {
+        NameSet::new(["PHPSESSID", "sid"])
+    }
+
+    fn url(body: &str) -> String {
+        let (out, _) = filter_all(Kind::Urlencoded, &names(), body.as_bytes()).unwrap();
+        String::from_utf8(out.to_vec()).unwrap()
+    }
+
+    /// The same body fed in every split into two chunks, and byte by byte.
+    fn url_chunked(body: &str) -> Vec<String> {
+        let b = body.as_bytes();
+        let mut outs = Vec::new();
+        let mut splits: Vec<Vec<&[u8]>> = (0..=b.len()).map(|i| vec![&b[..i], &b[i..]]).collect();
+        splits.push(b.chunks(1).collect());
+        for chunks in splits {
+            let mut f = Filter::new(Kind::Urlencoded, names()).unwrap();
+            let mut out = Vec::new();
+            for c in chunks {
+                out.extend_from_slice(&f.feed(c).unwrap());
+            }
+            out.extend_from_slice(&f.finish().unwrap());
+            outs.push(String::from_utf8(out).unwrap());
+        }
+        outs
+    }
+
+    #[test]
+    fn urlencoded_table() {
+        let cases = [
+            ("PHPSESSID=abc&user=a", "user=a"),
+            ("user=a&PHPSESSID=abc&pw=b", "user=a&pw=b"),
+            ("user=a&PHPSESSID=abc", "user=a"),
+            ("PHPSESSID=abc", ""),
+            ("phpsessid=1&PhpSessId=2&x=3", "x=3"),
+            ("PHPSESS%49D=abc&x=1", "x=1"),
+            ("+PHPSESSID=abc&x=1", "x=1"),
+            ("%20PHPSESSID=abc&x=1", "x=1"),
+            ("PHPSESSID[]=abc&x=1", "x=1"),
+            ("PHPSESSID&x=1", "x=1"),
+            ("PHPSESSID=&x=1", "x=1"),
+            ("x=PHPSESSID&y=sid%3D1", "x=PHPSESSID&y=sid%3D1"),
+            ("PHPSESSIDX=1", "PHPSESSIDX=1"),
+            ("a=1&&b=2", "a=1&b=2"),
+            ("", ""),
+            ("a=%ZZ&sid=1", "a=%ZZ"),
+        ];
+        for (input, want) in cases {
+            assert_eq!(url(input), want, "{input}");
+            for (i, got) in url_chunked(input).into_iter().enumerate() {
+                assert_eq!(got, want, "{input} split {i}");
+            }
+        }
+    }
+
+    #[test]
+    fn huge_and_many_fields() {
+        let big = format!("data={}&PHPSESSID=x&more=1", "v".repeat(1 << 20));
+        assert_eq!(url(&big), format!("data={}&more=1", "v".repeat(1 << 20)));
+        let many: Vec<String> = (0..10_000).map(|i| format!("f{i}={i}")).collect();
+        let body = format!("{}&sid=1", many.join("&"));
+        assert_eq!(url(&body), many.join("&"));
+        let long_name = format!("{}=1", "n".repeat(MAX_NAME + 1));
+        assert_eq!(
+            filter_all(Kind::Urlencoded, &names(), long_name.as_bytes()),
+            Err(FormError::NameTooLong)
+        );
+    }
+
+    fn multipart(parts: &[(&str, &str)], boundary: &str) -> String {
+        let mut s = String::new();
+        for (name, value) in parts {
+            s.push_str(&format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
+            ));
+        }
+        s.push_str(&format!("--{boundary}--\r\n"));
+        s
+    }
+
+    #[test]
+    fn multipart_removes_session_parts_across_chunks() {
+        let b = "XyZ123";
+        let body = multipart(
+            &[
+                ("user", "alice"),
+                ("PHPSESSID", "known"),
+                ("file", "line1\r\n--XyZ12 not a boundary\r\n"),
+            ],
+            b,
+        );
+        let want = multipart(
+            &[
+                ("user", "alice"),
+                ("file", "line1\r\n--XyZ12 not a boundary\r\n"),
+            ],
+            b,
+        );
+        let (out, removed) =
+            filter_all(Kind::Multipart(Some(b.into())), &names(), body.as_bytes()).unwrap();
+        assert_eq!(String::from_utf8_lossy(&out), want);
+        assert_eq!(removed, 1);
+        for size in [1, 2, 3, 7, 16, 64] {
+            let mut f = Filter::new(Kind::Multipart(Some(b.into())), names()).unwrap();
+            let mut out = Vec::new();
+            for c in body.as_bytes().chunks(size) {
+                out.extend_from_slice(&f.feed(c).unwrap());
+            }
+            out.extend_from_slice(&f.finish().unwrap());
+            assert_eq!(String::from_utf8_lossy(&out), want, "chunks of {size}");
+        }
+    }
+
+    #[test]
+    fn multipart_errors() {
+        assert!(Filter::new(Kind::Multipart(None), names()).is_err());
+        let truncated = "--b\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\nvalue";
+        assert_eq!(
+            filter_all(
+                Kind::Multipart(Some("b".into())),
+                &names(),
+                truncated.as_bytes()
+            ),
+            Err(FormError::Truncated)
+        );
+        let bad_headers = format!("--b\r\n{}\r\n\r\nx\r\n--b--\r\n", "h".repeat(20));
+        assert_eq!(
+            filter_all(
+                Kind::Multipart(Some("b".into())),
+                &names(),
+                bad_headers.as_bytes()
+            ),
+            Err(FormError::PartHeaders)
+        );
+    }
+
+    #[test]
+    fn content_types() {
+        assert_eq!(
+            kind(b"application/x-www-form-urlencoded; charset=UTF-8"),
+            Some(Kind::Urlencoded)
+        );
+        assert_eq!(
+            kind(b"multipart/form-data; boundary=\"abc\""),
+            Some(Kind::Multipart(Some("abc".into())))
+        );
+        assert_eq!(kind(b"multipart/form-data"), Some(Kind::Multipart(None)));
+        assert_eq!(kind(b"application/json"), None);
+    }
+}

@@ -1,0 +1,111 @@
+//! Session IDs in request bodies (issue 5, part 1): what the app received.
+
+mod common;
+
+use common::*;
+use http::{Request, StatusCode};
+
+fn post(ct: &str, body: impl Into<bytes::Bytes>) -> Request<TestBody> {
+    Request::post("https://app.test/login.php")
+        .header("content-type", ct)
+        .body(full(body))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn urlencoded_session_fields_never_reach_the_app() {
+    let s = Setup::basic(Upstream::ok().await).await;
+    for proto in [Proto::H1, Proto::H2] {
+        let res = s
+            .client
+            .send(
+                proto,
+                post(
+                    "application/x-www-form-urlencoded",
+                    "user=alice&PHPSESSID=known&PHPSESS%49D=k2&password=x",
+                ),
+            )
+            .await;
+        assert_eq!(res.status, 200);
+        let seen = s.upstream.last();
+        assert_eq!(&seen.body[..], b"user=alice&password=x", "{proto:?}");
+        assert_eq!(seen.headers["content-length"], "21");
+    }
+}
+
+#[tokio::test]
+async fn large_form_bodies_are_filtered_as_they_stream() {
+    let s = Setup::basic(Upstream::ok().await).await;
+    let big = "v".repeat(300 * 1024);
+    let body = format!("a={big}&sid=known&b=2");
+    let res = s
+        .client
+        .send(Proto::H1, post("application/x-www-form-urlencoded", body))
+        .await;
+    assert_eq!(res.status, 200);
+    let seen = s.upstream.last();
+    assert_eq!(seen.body.len(), format!("a={big}&b=2").len());
+    assert!(seen.body.ends_with(b"&b=2"));
+    assert!(
+        !seen.headers.contains_key("content-length"),
+        "the length changed: sent chunked"
+    );
+}
+
+#[tokio::test]
+async fn multipart_session_parts_are_removed_and_files_pass() {
+    let s = Setup::basic(Upstream::ok().await).await;
+    let b = "----formboundary7MA4YWxk";
+    let body = format!(
+        "--{b}\r\nContent-Disposition: form-data; name=\"user\"\r\n\r\nalice\r\n\
+         --{b}\r\nContent-Disposition: form-data; name=\"PHPSESSID\"\r\n\r\nknown\r\n\
+         --{b}\r\nContent-Disposition: form-data; name=\"upload\"; filename=\"a.bin\"\r\nContent-Type: application/octet-stream\r\n\r\n{}\r\n\
+         --{b}--\r\n",
+        "x".repeat(200_000)
+    );
+    let res = s
+        .client
+        .send(
+            Proto::H2,
+            post(&format!("multipart/form-data; boundary={b}"), body),
+        )
+        .await;
+    assert_eq!(res.status, 200);
+    let seen = String::from_utf8(s.upstream.last().body.to_vec()).unwrap();
+    assert!(!seen.contains("PHPSESSID") && !seen.contains("known"));
+    assert!(seen.contains("name=\"user\"\r\n\r\nalice\r\n"));
+    assert!(seen.contains(&"x".repeat(200_000)));
+    assert!(seen.ends_with(&format!("--{b}--\r\n")));
+}
+
+#[tokio::test]
+async fn a_body_that_is_not_its_declared_type_is_refused() {
+    let s = Setup::basic(Upstream::ok().await).await;
+    let res = s
+        .client
+        .send(Proto::H1, post("multipart/form-data", "no boundary here"))
+        .await;
+    assert_eq!(res.status, StatusCode::BAD_REQUEST);
+    let res = s
+        .client
+        .send(
+            Proto::H1,
+            post(
+                "multipart/form-data; boundary=zz",
+                "--zz\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\ncut off",
+            ),
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::BAD_REQUEST);
+    assert!(s.upstream.requests().is_empty());
+}
+
+#[tokio::test]
+async fn other_bodies_pass_untouched() {
+    let s = Setup::basic(Upstream::ok().await).await;
+    let json = r#"{"PHPSESSID":"stays","sid":1}"#;
+    s.client
+        .send(Proto::H1, post("application/json", json))
+        .await;
+    assert_eq!(&s.upstream.last().body[..], json.as_bytes());
+}
