@@ -13,3 +13,4 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
 fi
 
 cargo test --all-targets --locked
+e2e/run.sh
