@@ -31,6 +31,7 @@ fn store(
                 path: (*b"/").into(),
                 expires: None,
             },
+            true,
         );
         hashes.push(c.token.hash());
         ids.push(c.id);

@@ -47,6 +47,7 @@ async fn main() {
                 path: (*b"/").into(),
                 expires: None,
             },
+            true,
         );
         hashes.push(c.token.hash());
     }

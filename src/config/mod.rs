@@ -110,6 +110,8 @@ pub struct Site {
     pub cookies: Cookies,
     /// Parameter names removed from request URLs and upstream redirects.
     pub url_session_params: NameSet,
+    /// Remove those names from links, forms and hidden inputs of HTML pages.
+    pub html_strip_session_ids: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -127,6 +129,10 @@ pub struct Session {
     pub mode: SessionMode,
     /// The app's session cookie names (exact, or `PREFIX*`).
     pub cookies: NameSet,
+    /// Vaulted cookies whose value is the session state itself (a signed
+    /// cookie such as Flask's), not an ID: two users may hold the same value,
+    /// so the one-value-one-session rule does not apply to them.
+    pub stateless: NameSet,
     /// The gateway's cookie, `__Host-` included.
     pub cookie_name: String,
     pub cookie_same_site: SameSite,
@@ -410,6 +416,7 @@ fn read_site(cx: &mut Ctx<'_>, i: usize, t: TableRef<'_, '_>) -> Site {
             "url",
             "login",
             "logout",
+            "html",
         ],
     );
     let mut hosts = Vec::new();
@@ -489,6 +496,10 @@ fn read_site(cx: &mut Ctx<'_>, i: usize, t: TableRef<'_, '_>) -> Site {
     let cookies = read_cookies(cx, &s, &session);
     let url = s.child(cx, "url", &["session_params"]);
     let url_session_params = names_or(cx, &url, "session_params", DEFAULT_URL_SESSION_PARAMS);
+    // On unless turned off: a vaulted ID written into a page is readable by
+    // any script on it, which defeats the vault.
+    let html = s.child(cx, "html", &["strip_session_ids"]);
+    let html_strip_session_ids = html.bool(cx, "strip_session_ids", true);
 
     Site {
         name,
@@ -502,6 +513,7 @@ fn read_site(cx: &mut Ctx<'_>, i: usize, t: TableRef<'_, '_>) -> Site {
         session,
         cookies,
         url_session_params,
+        html_strip_session_ids,
     }
 }
 
@@ -614,6 +626,7 @@ fn read_session(cx: &mut Ctx<'_>, site: &Section<'_, '_>) -> Session {
         &[
             "mode",
             "cookies",
+            "stateless_cookies",
             "cookie_name",
             "cookie_same_site",
             "idle_timeout",
@@ -641,6 +654,9 @@ fn read_session(cx: &mut Ctx<'_>, site: &Section<'_, '_>) -> Session {
         }
     };
     let cookies = names_or(cx, &s, "cookies", DEFAULT_SESSION_COOKIES);
+    // Flask's `session` is a signed state cookie: identical for two users
+    // who log in to one account within the same second.
+    let stateless = names_or(cx, &s, "stateless_cookies", &["session"]);
     let bare = s.string(cx, "cookie_name", "sg");
     if !valid_name(&bare) || bare.ends_with('*') {
         cx.problem(
@@ -690,6 +706,7 @@ fn read_session(cx: &mut Ctx<'_>, site: &Section<'_, '_>) -> Session {
     Session {
         mode,
         cookies,
+        stateless,
         cookie_name: format!("__Host-{bare}"),
         cookie_same_site,
         timeouts,

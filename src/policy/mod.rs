@@ -4,6 +4,7 @@
 pub mod cookie;
 pub mod cookie_date;
 pub mod form;
+pub mod html;
 pub mod names;
 pub mod set_cookie;
 pub mod url;

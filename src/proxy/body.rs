@@ -89,3 +89,70 @@ impl HttpBody for FormBody {
         SizeHint::default()
     }
 }
+
+/// An HTML response cleaned of session IDs as it streams.
+pub struct HtmlBody {
+    inner: Incoming,
+    cleaner: crate::policy::html::HtmlCleaner,
+    done: bool,
+    on_removed: Option<OnRemoved>,
+}
+
+impl HtmlBody {
+    pub fn new(
+        inner: Incoming,
+        cleaner: crate::policy::html::HtmlCleaner,
+        on_removed: OnRemoved,
+    ) -> HtmlBody {
+        HtmlBody {
+            inner,
+            cleaner,
+            done: false,
+            on_removed: Some(on_removed),
+        }
+    }
+}
+
+impl HttpBody for HtmlBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        loop {
+            if this.done {
+                return Poll::Ready(None);
+            }
+            match ready!(Pin::new(&mut this.inner).poll_frame(cx)) {
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(data) => {
+                        let out = this.cleaner.write(&data).map_err(BoxError::from)?;
+                        if !out.is_empty() {
+                            return Poll::Ready(Some(Ok(Frame::data(Bytes::from(out)))));
+                        }
+                    }
+                    Err(frame) => return Poll::Ready(Some(Ok(frame))),
+                },
+                Some(Err(e)) => return Poll::Ready(Some(Err(e.into()))),
+                None => {
+                    this.done = true;
+                    let out = this.cleaner.end().map_err(BoxError::from)?;
+                    if let Some(f) = this.on_removed.take() {
+                        f(this.cleaner.removed());
+                    }
+                    if !out.is_empty() {
+                        return Poll::Ready(Some(Ok(Frame::data(Bytes::from(out)))));
+                    }
+                    return Poll::Ready(None);
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.done
+    }
+}

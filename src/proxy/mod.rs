@@ -43,7 +43,7 @@ use crate::tls::TlsError;
 
 /// What the gateway sends to clients: the upstream's body streamed through,
 /// or a small body of its own.
-pub type Body = Either<Incoming, Full<Bytes>>;
+pub type Body = Either<Either<Incoming, body::HtmlBody>, Full<Bytes>>;
 pub use body::UpstreamBody;
 
 /// What a connection knows about itself, shared by its requests.
@@ -310,6 +310,9 @@ impl Gateway {
             },
         };
         let headers = &mut parts.headers;
+        if site.html_strip_session_ids && wants_html(headers) {
+            headers.remove(header::ACCEPT_ENCODING);
+        }
         if let Some(proto) = &upgrade {
             headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
             headers.insert(header::UPGRADE, proto.clone());
@@ -379,7 +382,26 @@ impl Gateway {
         };
         rewrite_redirects(res.headers_mut(), &public, &site.url_session_params);
         let status = res.status();
-        Ok((res.map(Either::Left), Some(status)))
+        let clean_html = site.html_strip_session_ids && has_html_body(&view.method, &res);
+        let res = if clean_html {
+            res.headers_mut().remove(header::CONTENT_LENGTH);
+            let cleaner = policy::html::HtmlCleaner::new(site.url_session_params.clone());
+            let site_name = site.name.clone();
+            let on_removed: body::OnRemoved = Box::new(move |n| {
+                if n > 0 {
+                    audit::event(
+                        "html_session_id_removed",
+                        &site_name,
+                        client,
+                        &format!("changes={n}"),
+                    );
+                }
+            });
+            res.map(|b| Either::Left(Either::Right(body::HtmlBody::new(b, cleaner, on_removed))))
+        } else {
+            res.map(|b| Either::Left(Either::Left(b)))
+        };
+        Ok((res, Some(status)))
     }
 }
 
@@ -409,6 +431,43 @@ fn upstream_uri(
         .path_and_query(path)
         .build()
         .map_err(|_| ProxyError::BadTarget)
+}
+
+/// Whether a response is an HTML document the cleaner can read: `text/html`
+/// with a body and no content coding (the gateway asks for none, see
+/// `wants_html`).
+fn has_html_body(method: &Method, res: &Response<Incoming>) -> bool {
+    let status = res.status();
+    if *method == Method::HEAD
+        || status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED
+    {
+        return false;
+    }
+    let h = res.headers();
+    let html = h.get(header::CONTENT_TYPE).is_some_and(|ct| {
+        ct.as_bytes().len() >= 9 && ct.as_bytes()[..9].eq_ignore_ascii_case(b"text/html")
+    });
+    let coded = h
+        .get(header::CONTENT_ENCODING)
+        .is_some_and(|e| !e.as_bytes().eq_ignore_ascii_case(b"identity"));
+    html && !coded
+}
+
+/// Whether a request may be answered with a page to clean: a navigation, or
+/// anything that accepts HTML. Such requests go upstream without
+/// `Accept-Encoding`, so the page comes uncompressed: decompressing and
+/// recompressing on the gateway would cost far more CPU than the bytes saved
+/// on a loopback or LAN hop to the app; other requests keep compression.
+fn wants_html(headers: &http::HeaderMap) -> bool {
+    headers
+        .get("sec-fetch-dest")
+        .is_some_and(|d| d.as_bytes() == b"document" || d.as_bytes() == b"iframe")
+        || headers.get(header::ACCEPT).is_some_and(|a| {
+            let a = a.as_bytes();
+            a.windows(9).any(|w| w.eq_ignore_ascii_case(b"text/html"))
+        })
 }
 
 /// Form bodies no larger than this are filtered whole and sent with their

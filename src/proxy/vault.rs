@@ -360,7 +360,8 @@ pub async fn on_response(
             path,
             expires,
         };
-        match SessionStore::bind(&**store, id, cookie).await {
+        let unique = !site.session.stateless.matches(p.name);
+        match SessionStore::bind(&**store, id, cookie, unique).await {
             Bind::Stored => session_cookie_set = true,
             Bind::Conflict { other } => {
                 audit::event(

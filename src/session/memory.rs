@@ -239,12 +239,16 @@ impl MemoryStore {
         }
     }
 
-    /// Stores (or replaces, by name and path) a backend cookie, unless its
-    /// value already belongs to another live session: then neither keeps it.
-    pub fn bind(&self, id: u64, cookie: VaultCookie) -> Bind {
+    /// Stores (or replaces, by name and path) a backend cookie. With
+    /// `unique`, a value that already belongs to another live session is kept
+    /// by neither. Stateless cookies (`unique == false`) are not indexed.
+    pub fn bind(&self, id: u64, cookie: VaultCookie, unique: bool) -> Bind {
         let Some(site) = self.sessions.get(&id).map(|s| s.site) else {
             return Bind::Gone;
         };
+        if !unique {
+            return self.store_cookie(id, site, cookie);
+        }
         let key = backend_key(site, &cookie.name, &cookie.value);
         match self.backend.entry(key) {
             Entry::Occupied(e) if *e.get() != id => {
@@ -264,6 +268,10 @@ impl MemoryStore {
                 e.insert(id);
             }
         }
+        self.store_cookie(id, site, cookie)
+    }
+
+    fn store_cookie(&self, id: u64, site: u16, cookie: VaultCookie) -> Bind {
         let Some(mut s) = self.sessions.get_mut(&id) else {
             return Bind::Gone;
         };

@@ -126,7 +126,10 @@ pub trait SessionStore: Send + Sync + 'static {
         now: Instant,
         out: &mut Vec<u8>,
     ) -> impl Future<Output = ()> + Send;
-    fn bind(&self, id: u64, cookie: VaultCookie) -> impl Future<Output = Bind> + Send;
+    /// Stores a backend cookie; with `unique`, a value another live session
+    /// holds is kept by neither (one backend session, one gateway session).
+    fn bind(&self, id: u64, cookie: VaultCookie, unique: bool)
+    -> impl Future<Output = Bind> + Send;
     fn unbind(&self, id: u64, name: &[u8], path: &[u8]) -> impl Future<Output = ()> + Send;
     fn begin_login(&self, id: u64) -> impl Future<Output = ()> + Send;
     fn end_login(&self, id: u64) -> impl Future<Output = ()> + Send;
@@ -153,8 +156,8 @@ impl SessionStore for MemoryStore {
     async fn inject(&self, id: u64, path: &str, now: Instant, out: &mut Vec<u8>) {
         MemoryStore::inject(self, id, path, now, out)
     }
-    async fn bind(&self, id: u64, cookie: VaultCookie) -> Bind {
-        MemoryStore::bind(self, id, cookie)
+    async fn bind(&self, id: u64, cookie: VaultCookie, unique: bool) -> Bind {
+        MemoryStore::bind(self, id, cookie, unique)
     }
     async fn unbind(&self, id: u64, name: &[u8], path: &[u8]) {
         MemoryStore::unbind(self, id, name, path)
@@ -290,7 +293,7 @@ mod tests {
         let s = store(10);
         let c = s.create(0, Instant::now()).unwrap();
         let old = c.token.hash();
-        s.bind(c.id, cookie("PHPSESSID", "v1", "/"));
+        s.bind(c.id, cookie("PHPSESSID", "v1", "/"), true);
         let (new, was) = s.login(c.id, true, Instant::now()).unwrap();
         assert!(was == old);
         let new = new.unwrap().hash();
@@ -330,13 +333,13 @@ mod tests {
     async fn vault_paths_replacement_and_deletion() {
         let s = store(10);
         let c = s.create(0, Instant::now()).unwrap();
-        s.bind(c.id, cookie("SID", "root", "/"));
-        s.bind(c.id, cookie("SID", "admin", "/admin"));
+        s.bind(c.id, cookie("SID", "root", "/"), true);
+        s.bind(c.id, cookie("SID", "admin", "/admin"), true);
         assert_eq!(injected(&s, c.id, "/"), "SID=root");
         assert_eq!(injected(&s, c.id, "/admin/x"), "SID=admin; SID=root");
         assert_eq!(injected(&s, c.id, "/administrator"), "SID=root");
         // The app changes its ID: the vault follows.
-        s.bind(c.id, cookie("SID", "root2", "/"));
+        s.bind(c.id, cookie("SID", "root2", "/"), true);
         assert_eq!(injected(&s, c.id, "/"), "SID=root2");
         s.unbind(c.id, b"SID", b"/");
         assert_eq!(injected(&s, c.id, "/"), "");
@@ -349,7 +352,7 @@ mod tests {
         let c = s.create(0, Instant::now()).unwrap();
         let mut k = cookie("SID", "v", "/");
         k.expires = Some(Instant::now() + Duration::from_secs(10));
-        s.bind(c.id, k);
+        s.bind(c.id, k, true);
         assert_eq!(injected(&s, c.id, "/"), "SID=v");
         tokio::time::advance(Duration::from_secs(11)).await;
         assert_eq!(injected(&s, c.id, "/"), "");
@@ -361,24 +364,36 @@ mod tests {
         let a = s.create(0, Instant::now()).unwrap();
         let b = s.create(0, Instant::now()).unwrap();
         assert_eq!(
-            s.bind(a.id, cookie("PHPSESSID", "known", "/")),
+            s.bind(a.id, cookie("PHPSESSID", "known", "/"), true),
             Bind::Stored
         );
         assert_eq!(
-            s.bind(a.id, cookie("PHPSESSID", "known", "/")),
+            s.bind(a.id, cookie("PHPSESSID", "known", "/"), true),
             Bind::Stored,
             "the owner may see it again"
         );
         assert_eq!(
-            s.bind(b.id, cookie("PHPSESSID", "known", "/")),
+            s.bind(b.id, cookie("PHPSESSID", "known", "/"), true),
             Bind::Conflict { other: a.id }
         );
         assert_eq!(injected(&s, a.id, "/"), "", "neither keeps it");
         assert_eq!(injected(&s, b.id, "/"), "");
+        // Stateless cookies (the value is the session state, not an ID) may
+        // repeat across users: no conflict for them.
+        assert_eq!(
+            s.bind(a.id, cookie("session", "same-state", "/"), false),
+            Bind::Stored
+        );
+        assert_eq!(
+            s.bind(b.id, cookie("session", "same-state", "/"), false),
+            Bind::Stored
+        );
+        assert_eq!(injected(&s, a.id, "/"), "session=same-state");
+        assert_eq!(injected(&s, b.id, "/"), "session=same-state");
         // The same value on another site is another backend session.
         let c = s.create(1, Instant::now()).unwrap();
         assert_eq!(
-            s.bind(c.id, cookie("PHPSESSID", "other", "/")),
+            s.bind(c.id, cookie("PHPSESSID", "other", "/"), true),
             Bind::Stored
         );
     }
