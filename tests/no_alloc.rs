@@ -80,11 +80,7 @@ fn clean_path_is_not_copied() {
     }
 }
 
-// Fails today: `url::strip_query` reserves its output `String` before it
-// knows whether anything is removed, so every clean URL with a query
-// allocates once. Left for the owner of src/policy/url.rs.
 #[test]
-#[ignore = "url::strip allocates once for a clean URL with a query"]
 fn clean_query_is_not_copied() {
     let names = url_names();
     for url in [
