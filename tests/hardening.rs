@@ -69,7 +69,12 @@ async fn every_set_cookie_is_hardened_on_its_own() {
             .unwrap()
     })
     .await;
-    let s = Setup::new(upstream, "", "session.mode = \"harden\"\ncookies.max_lifetime = \"1d\"").await;
+    let s = Setup::new(
+        upstream,
+        "",
+        "session.mode = \"harden\"\ncookies.max_lifetime = \"1d\"",
+    )
+    .await;
     for proto in [Proto::H1, Proto::H2] {
         let res = s.client.send(proto, get("https://app.test/")).await;
         assert_eq!(
@@ -86,7 +91,12 @@ async fn every_set_cookie_is_hardened_on_its_own() {
 
 #[tokio::test]
 async fn only_vetted_cookies_reach_the_upstream() {
-    let s = Setup::new(Upstream::ok().await, "", "session.mode = \"harden\"\ncookies.forward = [\"lang\"]").await;
+    let s = Setup::new(
+        Upstream::ok().await,
+        "",
+        "session.mode = \"harden\"\ncookies.forward = [\"lang\"]",
+    )
+    .await;
     let mut req = get("https://app.test/");
     req.headers_mut().insert(
         "cookie",
@@ -121,7 +131,12 @@ async fn only_vetted_cookies_reach_the_upstream() {
 
 #[tokio::test]
 async fn a_tossed_duplicate_cookie_forwards_none_of_its_values() {
-    let s = Setup::new(Upstream::ok().await, "", "session.mode = \"harden\"\ncookies.forward = [\"lang\"]").await;
+    let s = Setup::new(
+        Upstream::ok().await,
+        "",
+        "session.mode = \"harden\"\ncookies.forward = [\"lang\"]",
+    )
+    .await;
     for (proto, cookies) in [
         (
             Proto::H1,

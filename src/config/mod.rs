@@ -683,8 +683,10 @@ fn read_session(cx: &mut Ctx<'_>, site: &Section<'_, '_>) -> Session {
         anonymous: s.duration(cx, "anonymous_timeout", DEFAULT_ANONYMOUS_TIMEOUT),
     };
     for key in ["idle_timeout", "absolute_timeout", "anonymous_timeout"] {
-        if s.span_of(key).is_some() && s.duration(cx, key, Duration::ZERO).is_zero() {
-            cx.problem(s.key_path(key), s.span_of(key), "must be more than zero");
+        // Sessions are timed in whole seconds.
+        if s.span_of(key).is_some() && s.duration(cx, key, Duration::ZERO) < Duration::from_secs(1)
+        {
+            cx.problem(s.key_path(key), s.span_of(key), "must be at least 1s");
         }
     }
     let expired_redirect = s.opt_str(cx, "expired_redirect").and_then(|(u, span)| {

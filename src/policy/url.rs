@@ -129,7 +129,10 @@ fn strip_path(path: &str, names: &NameSet) -> Option<String> {
 
 fn strip_query(query: &str, names: &NameSet) -> Option<String> {
     // Most queries carry no session parameter: look before allocating.
-    if !query.split(['&', ';']).any(|p| names.matches(param_name(p).as_bytes())) {
+    if !query
+        .split(['&', ';'])
+        .any(|p| names.matches(param_name(p).as_bytes()))
+    {
         return None;
     }
     let mut out = String::with_capacity(query.len());

@@ -24,7 +24,7 @@ use crate::audit::{self, fingerprint};
 use crate::config::Site;
 use crate::policy::set_cookie;
 use crate::session::rules::normalize_path;
-use crate::session::token::{Token, TokenHash, hash_presented};
+use crate::session::token::{Token, TokenKey, hash_presented};
 use crate::session::{
     Bind, Lookup, MemoryStore, SessionStore, StoreError, VaultCookie, default_path,
 };
@@ -64,8 +64,8 @@ impl Drop for LoginWindow {
     }
 }
 
-fn fp(h: &TokenHash) -> String {
-    format!("token={}", fingerprint(&h.0))
+fn fp(k: &TokenKey) -> String {
+    format!("token={}", fingerprint(&k.0))
 }
 
 /// `Sec-Fetch-Site: cross-site`, or an unsafe method with an `Origin` that
@@ -160,11 +160,11 @@ pub async fn on_request(
             Lookup::Tombstone => stale = true,
             Lookup::Expired(e) => {
                 expired = true;
-                audit::event(e.event(), &site.name, r.client, &fp(&h));
+                audit::event(e.event(), &site.name, r.client, &fp(&h.key()));
             }
             Lookup::Unknown => {
                 bad = true;
-                audit::event("unknown_token", &site.name, r.client, &fp(&h));
+                audit::event("unknown_token", &site.name, r.client, &fp(&h.key()));
             }
         }
     }
@@ -333,7 +333,7 @@ pub async fn on_response(
                             "session_created",
                             &site.name,
                             r.client,
-                            &fp(&c.token.hash()),
+                            &fp(&c.token.hash().key()),
                         );
                         session = Some(c.id);
                         new_token = Some(c.token);
@@ -392,7 +392,7 @@ pub async fn on_response(
                     "session_rekeyed",
                     &site.name,
                     r.client,
-                    &format!("{} new_{}", fp(&old), fp(&token.hash())),
+                    &format!("{} new_{}", fp(&old), fp(&token.hash().key())),
                 );
                 new_token = Some(token);
             }

@@ -1,39 +1,68 @@
 //! The memory store: dashmap tables, bounded, swept in the background.
 //!
-//! Three tables: sessions by internal id; token hashes to ids (or to a
+//! Three tables: sessions by internal id; token keys to ids (or to a
 //! tombstone after a re-key); backend cookie values to the one session that
 //! holds each. No map guard is ever held across an `.await`: every method is
 //! synchronous inside, the async trait around it only for the shared stores
-//! to come.
+//! to come. Lock order, where two tables are held at once: backend before
+//! sessions (bind), sessions before tokens (login); never the reverse.
+//!
+//! Layout is compact because a gateway may hold millions of sessions: times
+//! are seconds since the store started (`u32`), token keys are 128 bits, a
+//! token entry is one `u64`, and each vaulted cookie is one allocation.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use dashmap::DashMap;
-use dashmap::mapref::entry::Entry;
+use dashmap::mapref::entry::Entry as MapEntry;
 use tokio::time::Instant;
 
-use super::token::{Token, TokenHash};
+use super::token::{Token, TokenHash, TokenKey};
 use super::{Bind, Created, Expiry, Lookup, StoreError, Timeouts, VaultCookie, path_matches};
+
+/// Seconds since the store's epoch, plus one: 0 means "never" or "none".
+type Secs = u32;
+
+/// A vaulted cookie in one allocation: name, value and path back to back.
+struct Entry {
+    bytes: Box<[u8]>,
+    name_len: u16,
+    value_len: u16,
+    /// Its own expiry, or 0.
+    expires: Secs,
+}
+
+impl Entry {
+    fn name(&self) -> &[u8] {
+        &self.bytes[..self.name_len as usize]
+    }
+    fn value(&self) -> &[u8] {
+        &self.bytes[self.name_len as usize..(self.name_len + self.value_len) as usize]
+    }
+    fn path(&self) -> &[u8] {
+        &self.bytes[(self.name_len + self.value_len) as usize..]
+    }
+}
 
 struct Session {
     site: u16,
-    token: TokenHash,
-    created: Instant,
-    last_seen: Instant,
-    authenticated_at: Option<SystemTime>,
     logins_in_flight: u16,
-    vault: Vec<VaultCookie>,
+    created: Secs,
+    last_seen: Secs,
+    /// When it logged in, or 0.
+    authenticated: Secs,
+    token: TokenKey,
+    vault: Box<[Entry]>,
 }
 
-enum TokenEntry {
-    Live(u64),
-    Tombstone { until: Instant },
-}
+/// A token entry: a live session id, or (high bit set) a tombstone with the
+/// second it fades.
+const TOMBSTONE: u64 = 1 << 63;
 
 /// A backend cookie value, identified without keeping it twice: site, name
-/// and value hashed together.
-type BackendKey = [u8; 32];
+/// and value hashed together (128 bits).
+type BackendKey = [u8; 16];
 
 fn backend_key(site: u16, name: &[u8], value: &[u8]) -> BackendKey {
     let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
@@ -41,16 +70,18 @@ fn backend_key(site: u16, name: &[u8], value: &[u8]) -> BackendKey {
     ctx.update(&(name.len() as u32).to_be_bytes());
     ctx.update(name);
     ctx.update(value);
-    let mut out = [0u8; 32];
-    out.copy_from_slice(ctx.finish().as_ref());
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&ctx.finish().as_ref()[..16]);
     out
 }
 
 pub struct MemoryStore {
     sessions: DashMap<u64, Session>,
-    tokens: DashMap<TokenHash, TokenEntry>,
+    tokens: DashMap<TokenKey, u64>,
     backend: DashMap<BackendKey, u64>,
     next_id: AtomicU64,
+    epoch: Instant,
+    wall_epoch: SystemTime,
     /// Timeouts per site index.
     timeouts: Vec<Timeouts>,
     max_sessions: usize,
@@ -68,10 +99,21 @@ impl MemoryStore {
             tokens: DashMap::new(),
             backend: DashMap::new(),
             next_id: AtomicU64::new(1),
+            epoch: Instant::now(),
+            wall_epoch: SystemTime::now(),
             timeouts,
             max_sessions,
             tombstone_ttl,
         }
+    }
+
+    fn secs(&self, t: Instant) -> Secs {
+        let s = t.saturating_duration_since(self.epoch).as_secs();
+        u32::try_from(s).unwrap_or(u32::MAX - 1) + 1
+    }
+
+    fn secs_after(&self, now: Secs, d: Duration) -> Secs {
+        now.saturating_add(u32::try_from(d.as_secs()).unwrap_or(u32::MAX))
     }
 
     /// Entries and capacity of each table, for the memory benchmark.
@@ -95,14 +137,21 @@ impl MemoryStore {
         self.sessions.is_empty()
     }
 
-    fn expiry(&self, s: &Session, now: Instant) -> Option<Expiry> {
+    /// When a session logged in (wall clock), if it did.
+    pub fn authenticated_at(&self, id: u64) -> Option<SystemTime> {
+        let s = self.sessions.get(&id)?;
+        (s.authenticated != 0)
+            .then(|| self.wall_epoch + Duration::from_secs(u64::from(s.authenticated - 1)))
+    }
+
+    fn expiry(&self, s: &Session, now: Secs) -> Option<Expiry> {
         let t = &self.timeouts[s.site as usize];
-        let age = now.saturating_duration_since(s.created);
-        if age >= t.absolute {
+        let age = u64::from(now.saturating_sub(s.created));
+        if age >= t.absolute.as_secs() {
             Some(Expiry::Absolute)
-        } else if s.authenticated_at.is_none() && age >= t.anonymous {
+        } else if s.authenticated == 0 && age >= t.anonymous.as_secs() {
             Some(Expiry::Anonymous)
-        } else if now.saturating_duration_since(s.last_seen) >= t.idle {
+        } else if u64::from(now.saturating_sub(s.last_seen)) >= t.idle.as_secs() {
             Some(Expiry::Idle)
         } else {
             None
@@ -110,12 +159,12 @@ impl MemoryStore {
     }
 
     /// Removes a session with its token and backend bindings.
-    fn destroy(&self, id: u64) -> Option<(u16, TokenHash)> {
+    fn destroy(&self, id: u64) -> Option<(u16, TokenKey)> {
         let (_, s) = self.sessions.remove(&id)?;
         self.tokens.remove(&s.token);
-        for c in &s.vault {
+        for c in &*s.vault {
             self.backend
-                .remove_if(&backend_key(s.site, &c.name, &c.value), |_, owner| {
+                .remove_if(&backend_key(s.site, c.name(), c.value()), |_, owner| {
                     *owner == id
                 });
         }
@@ -124,11 +173,11 @@ impl MemoryStore {
 
     /// Evicts the least recently used unauthenticated sessions (1% of the
     /// bound at once, so the scan is paid rarely). Returns what went.
-    fn evict(&self) -> Vec<(u16, TokenHash)> {
-        let mut candidates: Vec<(Instant, u64)> = self
+    fn evict(&self) -> Vec<(u16, TokenKey)> {
+        let mut candidates: Vec<(Secs, u64)> = self
             .sessions
             .iter()
-            .filter(|s| s.authenticated_at.is_none())
+            .filter(|s| s.authenticated == 0)
             .map(|s| (s.last_seen, *s.key()))
             .collect();
         candidates.sort_unstable();
@@ -149,36 +198,40 @@ impl MemoryStore {
             }
         }
         let token = Token::generate();
-        let hash = token.hash();
+        let key = token.hash().key();
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let now = self.secs(now);
         self.sessions.insert(
             id,
             Session {
                 site: site as u16,
-                token: hash,
+                logins_in_flight: 0,
                 created: now,
                 last_seen: now,
-                authenticated_at: None,
-                logins_in_flight: 0,
-                vault: Vec::new(),
+                authenticated: 0,
+                token: key,
+                vault: Box::new([]),
             },
         );
-        self.tokens.insert(hash, TokenEntry::Live(id));
+        self.tokens.insert(key, id);
         Ok(Created { id, token, evicted })
     }
 
     pub fn resolve(&self, site: usize, hash: &TokenHash, now: Instant) -> Lookup {
-        let id = match self.tokens.get(hash).as_deref() {
+        let now = self.secs(now);
+        let entry = match self.tokens.get(&hash.key()) {
             None => return Lookup::Unknown,
-            Some(TokenEntry::Tombstone { until }) => {
-                return if now < *until {
-                    Lookup::Tombstone
-                } else {
-                    Lookup::Unknown
-                };
-            }
-            Some(TokenEntry::Live(id)) => *id,
+            Some(e) => *e,
         };
+        if entry & TOMBSTONE != 0 {
+            let until = (entry & !TOMBSTONE) as Secs;
+            return if now < until {
+                Lookup::Tombstone
+            } else {
+                Lookup::Unknown
+            };
+        }
+        let id = entry;
         let expired = {
             let Some(mut s) = self.sessions.get_mut(&id) else {
                 return Lookup::Unknown;
@@ -193,7 +246,7 @@ impl MemoryStore {
                     s.last_seen = now;
                     return Lookup::Live {
                         id,
-                        authenticated: s.authenticated_at.is_some(),
+                        authenticated: s.authenticated != 0,
                         in_login: s.logins_in_flight > 0,
                     };
                 }
@@ -204,38 +257,52 @@ impl MemoryStore {
     }
 
     /// Appends `name=value` for every vaulted cookie whose path covers
-    /// `path`, dropping cookies past their own expiry.
+    /// `path`, longest path first as browsers order them (RFC 6265 §5.4);
+    /// cookies past their own expiry are dropped.
     pub fn inject(&self, id: u64, path: &str, now: Instant, out: &mut Vec<u8>) {
+        let now = self.secs(now);
         let Some(mut s) = self.sessions.get_mut(&id) else {
             return;
         };
-        let site = s.site;
-        let mut gone = Vec::new();
-        s.vault.retain(|c| {
-            let live = c.expires.is_none_or(|e| now < e);
-            if !live {
-                gone.push(backend_key(site, &c.name, &c.value));
+        if s.vault.iter().any(|c| c.expires != 0 && c.expires <= now) {
+            let site = s.site;
+            let (keep, gone): (Vec<Entry>, Vec<Entry>) = std::mem::take(&mut s.vault)
+                .into_vec()
+                .into_iter()
+                .partition(|c| c.expires == 0 || now < c.expires);
+            s.vault = keep.into_boxed_slice();
+            for c in gone {
+                self.backend
+                    .remove_if(&backend_key(site, c.name(), c.value()), |_, owner| {
+                        *owner == id
+                    });
             }
-            live
-        });
-        // Longer paths first, as browsers order them (RFC 6265 §5.4).
-        let mut order: Vec<&VaultCookie> = s
-            .vault
-            .iter()
-            .filter(|c| path_matches(path.as_bytes(), &c.path))
-            .collect();
-        order.sort_by_key(|c| std::cmp::Reverse(c.path.len()));
-        for c in order {
+        }
+        let mut emit = |c: &Entry| {
             if !out.is_empty() {
                 out.extend_from_slice(b"; ");
             }
-            out.extend_from_slice(&c.name);
+            out.extend_from_slice(c.name());
             out.push(b'=');
-            out.extend_from_slice(&c.value);
-        }
-        drop(s);
-        for k in gone {
-            self.backend.remove_if(&k, |_, owner| *owner == id);
+            out.extend_from_slice(c.value());
+        };
+        match &*s.vault {
+            [] => {}
+            [only] => {
+                if path_matches(path.as_bytes(), only.path()) {
+                    emit(only);
+                }
+            }
+            many => {
+                let mut order: Vec<&Entry> = many
+                    .iter()
+                    .filter(|c| path_matches(path.as_bytes(), c.path()))
+                    .collect();
+                order.sort_by_key(|c| std::cmp::Reverse(c.path().len()));
+                for c in order {
+                    emit(c);
+                }
+            }
         }
     }
 
@@ -251,20 +318,28 @@ impl MemoryStore {
         }
         let key = backend_key(site, &cookie.name, &cookie.value);
         match self.backend.entry(key) {
-            Entry::Occupied(e) if *e.get() != id => {
+            MapEntry::Occupied(e) if *e.get() != id => {
                 let other = *e.get();
                 e.remove();
                 // Neither session keeps the contested value.
                 for sid in [other, id] {
-                    if let Some(mut s) = self.sessions.get_mut(&sid) {
-                        s.vault
-                            .retain(|c| !(c.name == cookie.name && c.value == cookie.value));
+                    if let Some(mut s) = self.sessions.get_mut(&sid)
+                        && s.vault
+                            .iter()
+                            .any(|c| c.name() == &*cookie.name && c.value() == &*cookie.value)
+                    {
+                        let kept: Vec<Entry> = std::mem::take(&mut s.vault)
+                            .into_vec()
+                            .into_iter()
+                            .filter(|c| !(c.name() == &*cookie.name && c.value() == &*cookie.value))
+                            .collect();
+                        s.vault = kept.into_boxed_slice();
                     }
                 }
                 return Bind::Conflict { other };
             }
-            Entry::Occupied(_) => {}
-            Entry::Vacant(e) => {
+            MapEntry::Occupied(_) => {}
+            MapEntry::Vacant(e) => {
                 e.insert(id);
             }
         }
@@ -272,6 +347,25 @@ impl MemoryStore {
     }
 
     fn store_cookie(&self, id: u64, site: u16, cookie: VaultCookie) -> Bind {
+        let (Ok(name_len), Ok(value_len)) = (
+            u16::try_from(cookie.name.len()),
+            u16::try_from(cookie.value.len()),
+        ) else {
+            // Browsers refuse cookies over 4096 bytes; so does the vault.
+            return Bind::Gone;
+        };
+        let expires = cookie.expires.map_or(0, |e| self.secs(e));
+        let mut bytes =
+            Vec::with_capacity(cookie.name.len() + cookie.value.len() + cookie.path.len());
+        bytes.extend_from_slice(&cookie.name);
+        bytes.extend_from_slice(&cookie.value);
+        bytes.extend_from_slice(&cookie.path);
+        let entry = Entry {
+            bytes: bytes.into_boxed_slice(),
+            name_len,
+            value_len,
+            expires,
+        };
         let Some(mut s) = self.sessions.get_mut(&id) else {
             return Bind::Gone;
         };
@@ -279,14 +373,16 @@ impl MemoryStore {
         if let Some(slot) = s
             .vault
             .iter_mut()
-            .find(|c| c.name == cookie.name && c.path == cookie.path)
+            .find(|c| c.name() == &*cookie.name && c.path() == &*cookie.path)
         {
-            if slot.value != cookie.value {
-                replaced = Some(backend_key(site, &slot.name, &slot.value));
+            if slot.value() != &*cookie.value {
+                replaced = Some(backend_key(site, slot.name(), slot.value()));
             }
-            *slot = cookie;
+            *slot = entry;
         } else {
-            s.vault.push(cookie);
+            let mut v = std::mem::take(&mut s.vault).into_vec();
+            v.push(entry);
+            s.vault = v.into_boxed_slice();
         }
         drop(s);
         if let Some(old) = replaced {
@@ -300,18 +396,21 @@ impl MemoryStore {
         let Some(mut s) = self.sessions.get_mut(&id) else {
             return;
         };
+        if !s.vault.iter().any(|c| c.name() == name && c.path() == path) {
+            return;
+        }
         let site = s.site;
-        let mut gone = Vec::new();
-        s.vault.retain(|c| {
-            let hit = *c.name == *name && *c.path == *path;
-            if hit {
-                gone.push(backend_key(site, &c.name, &c.value));
-            }
-            !hit
-        });
+        let (gone, keep): (Vec<Entry>, Vec<Entry>) = std::mem::take(&mut s.vault)
+            .into_vec()
+            .into_iter()
+            .partition(|c| c.name() == name && c.path() == path);
+        s.vault = keep.into_boxed_slice();
         drop(s);
-        for k in gone {
-            self.backend.remove_if(&k, |_, owner| *owner == id);
+        for c in gone {
+            self.backend
+                .remove_if(&backend_key(site, c.name(), c.value()), |_, owner| {
+                    *owner == id
+                });
         }
     }
 
@@ -329,33 +428,31 @@ impl MemoryStore {
 
     /// Marks the session authenticated and, with `rekey`, gives it a new
     /// token at once; the old one becomes a tombstone that grants nothing.
-    pub fn login(&self, id: u64, rekey: bool, now: Instant) -> Option<(Option<Token>, TokenHash)> {
+    pub fn login(&self, id: u64, rekey: bool, now: Instant) -> Option<(Option<Token>, TokenKey)> {
+        let now = self.secs(now);
         let mut s = self.sessions.get_mut(&id)?;
-        s.authenticated_at = Some(SystemTime::now());
+        s.authenticated = now;
         let old = s.token;
         if !rekey {
             return Some((None, old));
         }
         let token = Token::generate();
-        s.token = token.hash();
+        s.token = token.hash().key();
         // The new token is live before the old one dies: no gap in which the
         // session has no token, and no moment with two live ones.
-        self.tokens.insert(s.token, TokenEntry::Live(id));
-        self.tokens.insert(
-            old,
-            TokenEntry::Tombstone {
-                until: now + self.tombstone_ttl,
-            },
-        );
+        self.tokens.insert(s.token, id);
+        let until = self.secs_after(now, self.tombstone_ttl);
+        self.tokens.insert(old, TOMBSTONE | u64::from(until));
         Some((Some(token), old))
     }
 
-    pub fn remove(&self, id: u64) -> Option<TokenHash> {
+    pub fn remove(&self, id: u64) -> Option<TokenKey> {
         self.destroy(id).map(|(_, t)| t)
     }
 
-    /// Removes expired sessions and stale tombstones.
-    pub fn sweep(&self, now: Instant) -> Vec<(u16, TokenHash, Expiry)> {
+    /// Removes expired sessions and faded tombstones.
+    pub fn sweep(&self, now: Instant) -> Vec<(u16, TokenKey, Expiry)> {
+        let now = self.secs(now);
         let expired: Vec<(u64, Expiry)> = self
             .sessions
             .iter()
@@ -367,10 +464,8 @@ impl MemoryStore {
                 out.push((site, token, e));
             }
         }
-        self.tokens.retain(|_, t| match t {
-            TokenEntry::Tombstone { until } => now < *until,
-            TokenEntry::Live(_) => true,
-        });
+        self.tokens
+            .retain(|_, t| *t & TOMBSTONE == 0 || now < (*t & !TOMBSTONE) as Secs);
         out
     }
 }

@@ -17,7 +17,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 pub use memory::MemoryStore;
-use token::{Token, TokenHash};
+use token::{Token, TokenHash, TokenKey};
 
 /// A backend cookie held for a session.
 #[derive(Clone, PartialEq, Eq)]
@@ -84,7 +84,7 @@ pub struct Created {
     pub id: u64,
     pub token: Token,
     /// Sessions evicted to make room: (site, token hash).
-    pub evicted: Vec<(u16, TokenHash)>,
+    pub evicted: Vec<(u16, TokenKey)>,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -140,10 +140,10 @@ pub trait SessionStore: Send + Sync + 'static {
         id: u64,
         rekey: bool,
         now: Instant,
-    ) -> impl Future<Output = Option<(Option<Token>, TokenHash)>> + Send;
-    fn remove(&self, id: u64) -> impl Future<Output = Option<TokenHash>> + Send;
+    ) -> impl Future<Output = Option<(Option<Token>, TokenKey)>> + Send;
+    fn remove(&self, id: u64) -> impl Future<Output = Option<TokenKey>> + Send;
     /// Destroys expired sessions; returns (site, token hash, why).
-    fn expire(&self, now: Instant) -> impl Future<Output = Vec<(u16, TokenHash, Expiry)>> + Send;
+    fn expire(&self, now: Instant) -> impl Future<Output = Vec<(u16, TokenKey, Expiry)>> + Send;
 }
 
 impl SessionStore for MemoryStore {
@@ -168,18 +168,13 @@ impl SessionStore for MemoryStore {
     async fn end_login(&self, id: u64) {
         MemoryStore::end_login(self, id)
     }
-    async fn rekey(
-        &self,
-        id: u64,
-        rekey: bool,
-        now: Instant,
-    ) -> Option<(Option<Token>, TokenHash)> {
+    async fn rekey(&self, id: u64, rekey: bool, now: Instant) -> Option<(Option<Token>, TokenKey)> {
         self.login(id, rekey, now)
     }
-    async fn remove(&self, id: u64) -> Option<TokenHash> {
+    async fn remove(&self, id: u64) -> Option<TokenKey> {
         MemoryStore::remove(self, id)
     }
-    async fn expire(&self, now: Instant) -> Vec<(u16, TokenHash, Expiry)> {
+    async fn expire(&self, now: Instant) -> Vec<(u16, TokenKey, Expiry)> {
         self.sweep(now)
     }
 }
@@ -295,7 +290,7 @@ mod tests {
         let old = c.token.hash();
         s.bind(c.id, cookie("PHPSESSID", "v1", "/"), true);
         let (new, was) = s.login(c.id, true, Instant::now()).unwrap();
-        assert!(was == old);
+        assert!(was == old.key());
         let new = new.unwrap().hash();
         assert!(matches!(
             s.resolve(0, &old, Instant::now()),
@@ -408,7 +403,7 @@ mod tests {
         let d = s.create(0, Instant::now()).unwrap();
         assert_eq!(d.evicted.len(), 1);
         assert!(
-            d.evicted[0].1 == b.token.hash(),
+            d.evicted[0].1 == b.token.hash().key(),
             "the least recently used anonymous session went"
         );
         assert!(matches!(

@@ -11,6 +11,25 @@ pub struct Token(String);
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct TokenHash(pub [u8; 32]);
 
+/// The first 128 bits of the token hash: what the memory store keys by
+/// (half the bytes per session; 2^64 work to find any collision).
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TokenKey(pub [u8; 16]);
+
+impl TokenHash {
+    pub fn key(&self) -> TokenKey {
+        let mut k = [0u8; 16];
+        k.copy_from_slice(&self.0[..16]);
+        TokenKey(k)
+    }
+}
+
+impl std::fmt::Debug for TokenKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TokenKey(<redacted>)")
+    }
+}
+
 impl std::fmt::Debug for Token {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Token(<redacted>)")
