@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # End-to-end attack suite: two deliberately vulnerable apps (PHP's built-in
 # server, Flask), each behind its own sessiongate, attacked by e2e/attacks.py
-# straight and through the gateway. Exit code: pytest's.
+# straight and through the gateway; then a real browser (Debian's headless
+# Chromium driven by e2e/browser/gateway.test.mjs) through the PHP gateway.
+# Exit code: non-zero when pytest or the browser test failed.
 #
 #   e2e/run.sh [pytest args...]        e.g. e2e/run.sh -k php -x
 #
@@ -16,6 +18,9 @@ need_pkgs=()
 command -v php >/dev/null || need_pkgs+=(php-cli)
 command -v openssl >/dev/null || need_pkgs+=(openssl)
 python3 -c 'import ensurepip, venv' 2>/dev/null || need_pkgs+=(python3-venv)
+[ -x /usr/bin/chromium ] || need_pkgs+=(chromium)
+command -v node >/dev/null || need_pkgs+=(nodejs)
+command -v npm >/dev/null || need_pkgs+=(npm)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   sudo_=""; [ "$(id -u)" -eq 0 ] || sudo_="sudo"
   $sudo_ apt-get update
@@ -30,6 +35,9 @@ if ! "$venv/bin/python" -c 'import flask, requests, pytest' 2>/dev/null; then
 fi
 py=$venv/bin/python
 export PYTHONDONTWRITEBYTECODE=1
+
+# --- the browser test's playwright-core (no browser download: Debian's) ----
+(cd "$root/e2e/browser" && npm ci --no-audit --no-fund --loglevel=error)
 
 # --- gateway binary --------------------------------------------------------
 gw_bin=${SESSIONGATE_BIN:-$root/target/debug/sessiongate}
@@ -213,4 +221,19 @@ set +e
 "$py" -m pytest -p no:cacheprovider -q "$root/e2e/attacks.py" "$@"
 rc=$?
 set -e
-exit "$rc"
+
+# --- a real browser through the PHP gateway ----------------------------------
+# It trusts exactly the test leaf's key, never any certificate error.
+export E2E_LEAF_CERT="$work/leaf.crt"
+E2E_LEAF_SPKI=$(openssl x509 -in "$work/leaf.crt" -pubkey -noout |
+  openssl pkey -pubin -outform der | openssl dgst -sha256 -binary | base64)
+export E2E_LEAF_SPKI
+export E2E_CHROMIUM=/usr/bin/chromium
+export E2E_BROWSER_SCREENSHOT="${E2E_BROWSER_SCREENSHOT:-/tmp/browser-login.png}"
+set +e
+(cd "$root/e2e/browser" && node --test gateway.test.mjs)
+browser_rc=$?
+set -e
+echo "e2e: pytest exit $rc, browser test exit $browser_rc"
+[ "$rc" -ne 0 ] && exit "$rc"
+exit "$browser_rc"
