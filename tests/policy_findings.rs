@@ -1,7 +1,7 @@
 //! Inputs found while reviewing the policy functions as an attacker would,
 //! where the gateway and the app behind it disagree about a name. Each test
-//! states what should hold; they are ignored until src/policy is fixed
-//! (`cargo test --test policy_findings -- --ignored` shows them failing).
+//! states what must hold (each failed before the fix in src/policy/names.rs
+//! and src/policy/cookie.rs that made them pass).
 //!
 //! PHP reference (main/php_variables.c): query names are URL-decoded with
 //! `+` as a space; leading spaces are skipped, the name ends at a NUL byte or
@@ -17,7 +17,6 @@ fn url_names() -> NameSet {
 }
 
 #[test]
-#[ignore = "url::strip misses names PHP reads as PHPSESSID / session_id"]
 fn url_names_php_reads_are_stripped() {
     for url in [
         "/a?+PHPSESSID=attacker",       // `+` is a space, leading spaces skipped
@@ -39,7 +38,6 @@ fn rules() -> CookieRules {
 }
 
 #[test]
-#[ignore = "duplicate detection is weaker than the forward filter"]
 fn every_spelling_of_a_vetted_name_counts_as_a_duplicate() {
     // Each pair passes the forward list twice, is not seen as tossing, and
     // reaches the app as two PHPSESSID cookies (PHP keeps the first).
@@ -55,7 +53,6 @@ fn every_spelling_of_a_vetted_name_counts_as_a_duplicate() {
 }
 
 #[test]
-#[ignore = "the bare-name rule for host-prefixed cookies is bypassed by spelling"]
 fn a_host_prefixed_name_never_passes_bare() {
     for h in ["%20pref=attacker", "pref%00=attacker", "pref[]=attacker"] {
         let hs: [&[u8]; 1] = [h.as_bytes()];
@@ -65,7 +62,6 @@ fn a_host_prefixed_name_never_passes_bare() {
 }
 
 #[test]
-#[ignore = "the __Host- rename can push a cookie over the 4096-byte limit"]
 fn host_prefixing_never_makes_a_cookie_browsers_refuse() {
     let policy = CookiePolicy {
         same_site: SameSite::Lax,

@@ -1,23 +1,74 @@
 //! Sets of names (session parameters, cookie names) matched the way the
-//! apps behind the gateway match them: percent-decoded, without regard to
-//! case, exact or by prefix (`ASPSESSIONID*`, `DW*`).
+//! apps behind the gateway read them, so that no spelling slips past.
+//!
+//! PHP (main/php_variables.c) URL-decodes a name with `+` as a space, ends it
+//! at a NUL byte, skips leading spaces, ends it at `[` (an array), and turns
+//! the remaining spaces and dots into `_`; servlet and ASP.NET cookie
+//! collections ignore case. The canonical form applies all of that, so two
+//! names are the same when any app would read them as the same. Matching a
+//! superset of spellings only ever drops or strips more, which is safe.
+//! Nothing here allocates: names are compared as streams of canonical bytes.
 
 use std::borrow::Cow;
 
 /// One configured name: exact, or a prefix when written with a trailing `*`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Pattern {
-    lower: Box<[u8]>,
+    /// Canonical bytes.
+    canon: Box<[u8]>,
     prefix: bool,
 }
 
-/// A set of names; matching allocates nothing unless the name is
-/// percent-encoded.
+/// A set of names.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NameSet {
     patterns: Vec<Pattern>,
     /// The names as configured, for display.
     written: Vec<String>,
+}
+
+fn fold(b: u8) -> u8 {
+    match b {
+        b' ' | b'.' => b'_',
+        b => b.to_ascii_lowercase(),
+    }
+}
+
+/// The canonical bytes of a raw (wire) name.
+pub fn canonical(raw: &[u8]) -> impl Iterator<Item = u8> + '_ {
+    Decode { raw, i: 0 }
+        .take_while(|&b| b != 0)
+        .skip_while(|&b| b == b' ' || b == b'\t')
+        .take_while(|&b| b != b'[')
+        .map(fold)
+}
+
+/// Percent-decoding with `+` as a space, as an iterator.
+struct Decode<'a> {
+    raw: &'a [u8],
+    i: usize,
+}
+
+impl Iterator for Decode<'_> {
+    type Item = u8;
+    fn next(&mut self) -> Option<u8> {
+        let raw = self.raw;
+        let b = *raw.get(self.i)?;
+        if b == b'%'
+            && self.i + 2 < raw.len()
+            && let (Some(h), Some(l)) = (hex(raw[self.i + 1]), hex(raw[self.i + 2]))
+        {
+            self.i += 3;
+            return Some(h << 4 | l);
+        }
+        self.i += 1;
+        Some(if b == b'+' { b' ' } else { b })
+    }
+}
+
+/// Whether two wire names are one name to the app.
+pub fn same_name(a: &[u8], b: &[u8]) -> bool {
+    canonical(a).eq(canonical(b))
 }
 
 impl NameSet {
@@ -35,7 +86,9 @@ impl NameSet {
             None => (name, false),
         };
         let p = Pattern {
-            lower: body.to_ascii_lowercase().into_bytes().into_boxed_slice(),
+            canon: canonical(body.as_bytes())
+                .collect::<Vec<u8>>()
+                .into_boxed_slice(),
             prefix,
         };
         if !self.patterns.contains(&p) {
@@ -60,38 +113,17 @@ impl NameSet {
         self.patterns.is_empty()
     }
 
-    /// Whether `raw` (as it stands on the wire, maybe percent-encoded)
-    /// names a member. Surrounding whitespace and a PHP array suffix
-    /// (`name[]`, `name[x]`) are ignored: PHP reads those as `name`.
+    /// Whether `raw` (as it stands on the wire) names a member.
     pub fn matches(&self, raw: &[u8]) -> bool {
-        if self.patterns.is_empty() {
-            return false;
-        }
-        let decoded = percent_decode(raw);
-        let mut name: &[u8] = trim(&decoded);
-        if let Some(open) = name.iter().position(|&b| b == b'[') {
-            name = trim(&name[..open]);
-        }
         self.patterns.iter().any(|p| {
+            let mut name = canonical(raw);
             if p.prefix {
-                name.len() >= p.lower.len() && name[..p.lower.len()].eq_ignore_ascii_case(&p.lower)
+                p.canon.iter().all(|&c| name.next() == Some(c))
             } else {
-                name.eq_ignore_ascii_case(&p.lower)
+                p.canon.iter().all(|&c| name.next() == Some(c)) && name.next().is_none()
             }
         })
     }
-}
-
-fn trim(b: &[u8]) -> &[u8] {
-    let start = b
-        .iter()
-        .position(|c| !matches!(c, b' ' | b'\t' | 0))
-        .unwrap_or(b.len());
-    let end = b
-        .iter()
-        .rposition(|c| !matches!(c, b' ' | b'\t' | 0))
-        .map_or(start, |e| e + 1);
-    &b[start..end.max(start)]
 }
 
 /// Decodes `%XX` escapes; malformed escapes stay as they are (as PHP and
@@ -140,9 +172,12 @@ mod tests {
             b"%50%48%50SESSID",
             b"PhPsEsS%69d",
             b"JSESSIONID",
-            b" PHPSESSID ",
+            b" PHPSESSID",
             b"PHPSESSID[]",
             b"PHPSESSID%5B0%5D",
+            b"+PHPSESSID",
+            b"PHPSESSID%00junk",
+            b"PHPSESSID\0",
             b"ASPSESSIONIDQQGGQGAT",
             b"aspsessionid",
         ];
@@ -161,6 +196,24 @@ mod tests {
         for n in no {
             assert!(!set.matches(n), "{}", String::from_utf8_lossy(n));
         }
+    }
+
+    #[test]
+    fn php_spellings_are_one_name() {
+        let set = NameSet::new(["session_id", "ASP.NET_SessionId"]);
+        for n in [
+            &b"session.id"[..],
+            b"session+id",
+            b"session%20id",
+            b"SESSION_ID",
+            b"asp_net_sessionid",
+            b"ASP NET_SESSIONID",
+        ] {
+            assert!(set.matches(n), "{}", String::from_utf8_lossy(n));
+        }
+        assert!(same_name(b"%20PHPSESSID", b"phpsessid"));
+        assert!(same_name(b"PHPSESSID[x]", b"PHPSESSID"));
+        assert!(!same_name(b"PHPSESSIDX", b"PHPSESSID"));
     }
 
     #[test]

@@ -229,11 +229,15 @@ impl Summary<'_> {
     }
 }
 
-/// `Max-Age` as browsers read it: optional `-`, then digits only.
+/// `Max-Age` as browsers read it: optional sign, then digits only. RFC
+/// 6265bis allows only `-`, but Chromium and Firefox parse with library
+/// integer parsers that also take `+`; reading it as they do keeps the
+/// lifetime cap from being sidestepped with `Max-Age=+99999999`.
 fn max_age(v: &[u8]) -> Option<i64> {
-    let (neg, digits) = match v.strip_prefix(b"-") {
-        Some(d) => (true, d),
-        None => (false, v),
+    let (neg, digits) = match v.first() {
+        Some(b'-') => (true, &v[1..]),
+        Some(b'+') => (false, &v[1..]),
+        _ => (false, v),
     };
     if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
         return None;
@@ -296,6 +300,10 @@ pub fn harden(line: &[u8], policy: &CookiePolicy, host: &str, now: i64) -> Outco
 
     let ov = policy.override_for(p.name);
     let host_prefix = ov.is_some_and(|o| o.host_prefix) && !starts_with_ci(p.name, b"__host-");
+    // The prefix must not push the cookie past what browsers accept.
+    if host_prefix && p.name.len() + p.value.len() + 7 > 4096 {
+        return Outcome::Dropped(Refused::Invalid);
+    }
     let drop_domain = s.domain.is_some_and(|d| {
         host_prefix || {
             let d = d.strip_prefix(b".").unwrap_or(d);
