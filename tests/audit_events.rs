@@ -47,24 +47,6 @@ fn audit_lines(site: &str) -> Vec<String> {
         .collect()
 }
 
-fn token_of(res: &Resp) -> Option<String> {
-    res.headers
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find_map(|v| {
-            v.strip_prefix("__Host-sg=")
-                .map(|r| r.split(';').next().unwrap().to_string())
-        })
-        .filter(|t| !t.is_empty())
-}
-
-fn with_token(mut req: Request<TestBody>, token: &str) -> Request<TestBody> {
-    req.headers_mut()
-        .append("cookie", format!("__Host-sg={token}").parse().unwrap());
-    req
-}
-
 #[tokio::test]
 async fn lifecycle_steps_are_audited_without_tokens() {
     captured();

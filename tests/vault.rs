@@ -58,23 +58,6 @@ location_not = "*login*"
 path = "/logout.php"
 "#;
 
-fn token_of(res: &Resp) -> Option<String> {
-    res.headers
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find_map(|v| {
-            v.strip_prefix("__Host-sg=")
-                .map(|rest| rest.split(';').next().unwrap_or("").to_string())
-        })
-}
-
-fn with_token(mut req: Request<TestBody>, token: &str) -> Request<TestBody> {
-    req.headers_mut()
-        .append("cookie", format!("__Host-sg={token}").parse().unwrap());
-    req
-}
-
 async fn get_with(c: &Client, path: &str, token: &str) -> Resp {
     c.send(
         Proto::H1,

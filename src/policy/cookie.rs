@@ -8,6 +8,7 @@
 //! gateway's own cookie never reaches the app.
 
 use super::names::{NameSet, canonical, same_name};
+use super::trim_ows as trim;
 
 /// What the vetter needs to know about a site.
 #[derive(Debug, Clone)]
@@ -46,18 +47,6 @@ struct Piece<'a> {
     raw: &'a [u8],
     name: &'a [u8],
     value: &'a [u8],
-}
-
-fn trim(b: &[u8]) -> &[u8] {
-    let start = b
-        .iter()
-        .position(|c| !matches!(c, b' ' | b'\t'))
-        .unwrap_or(b.len());
-    let end = b
-        .iter()
-        .rposition(|c| !matches!(c, b' ' | b'\t'))
-        .map_or(start, |e| e + 1);
-    &b[start..end]
 }
 
 fn pieces<'a, I: Iterator<Item = &'a [u8]>>(headers: I) -> impl Iterator<Item = Piece<'a>> {

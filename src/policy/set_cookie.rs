@@ -11,6 +11,7 @@
 
 use super::cookie_date;
 use super::names::NameSet;
+use super::trim_ows as trim;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum SameSite {
@@ -97,18 +98,6 @@ struct Attr<'a> {
     piece: &'a [u8],
     name: &'a [u8],
     value: &'a [u8],
-}
-
-fn trim(b: &[u8]) -> &[u8] {
-    let start = b
-        .iter()
-        .position(|c| !matches!(c, b' ' | b'\t'))
-        .unwrap_or(b.len());
-    let end = b
-        .iter()
-        .rposition(|c| !matches!(c, b' ' | b'\t'))
-        .map_or(start, |e| e + 1);
-    &b[start..end]
 }
 
 /// Splits the name-value pair; `None` where a browser ignores the line.

@@ -1,5 +1,7 @@
-//! Request bodies on their way upstream: streamed through the site's size
-//! limit, and through the form filter when they are forms.
+//! Bodies on their way through: request bodies streamed through the site's
+//! size limit and, for forms, the session-field filter; HTML responses
+//! through the session-ID cleaner. Filters work chunk by chunk; nothing is
+//! buffered whole.
 
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
@@ -10,40 +12,77 @@ use http_body_util::{Either, Full, Limited};
 use hyper::body::Incoming;
 
 use super::error::BoxError;
-use crate::policy::form::Filter;
+use crate::policy::form;
+use crate::policy::html::HtmlCleaner;
 
 /// What the gateway sends upstream.
 pub type UpstreamBody = Either<Limited<Incoming>, Either<Full<Bytes>, FormBody>>;
 
-/// Called once with the number of fields removed when a form body ends.
-pub type OnRemoved = Box<dyn FnOnce(usize) + Send + Sync>;
+/// A request form filtered as it streams (sent chunked: its length changes).
+pub type FormBody = Filtered<Limited<Incoming>, form::Filter>;
 
-/// A form body filtered as it streams (sent chunked: its length changes).
-pub struct FormBody {
-    inner: Limited<Incoming>,
-    filter: Filter,
-    done: bool,
-    on_removed: Option<OnRemoved>,
+/// An HTML response cleaned as it streams.
+pub type HtmlBody = Filtered<Incoming, HtmlCleaner>;
+
+/// Called once, at the end of a body, with the number of changes made.
+pub type OnChanges = Box<dyn FnOnce(usize) + Send + Sync>;
+
+/// A chunk-by-chunk rewriter of a body.
+pub trait StreamFilter {
+    fn feed(&mut self, chunk: &[u8]) -> Result<Bytes, BoxError>;
+    fn finish(&mut self) -> Result<Bytes, BoxError>;
+    fn changes(&self) -> usize;
 }
 
-impl FormBody {
-    pub fn new(inner: Limited<Incoming>, filter: Filter, on_removed: OnRemoved) -> FormBody {
-        FormBody {
+impl StreamFilter for form::Filter {
+    fn feed(&mut self, chunk: &[u8]) -> Result<Bytes, BoxError> {
+        form::Filter::feed(self, chunk).map_err(BoxError::from)
+    }
+    fn finish(&mut self) -> Result<Bytes, BoxError> {
+        form::Filter::finish(self).map_err(BoxError::from)
+    }
+    fn changes(&self) -> usize {
+        self.removed()
+    }
+}
+
+impl StreamFilter for HtmlCleaner {
+    fn feed(&mut self, chunk: &[u8]) -> Result<Bytes, BoxError> {
+        self.write(chunk).map(Bytes::from).map_err(BoxError::from)
+    }
+    fn finish(&mut self) -> Result<Bytes, BoxError> {
+        self.end().map(Bytes::from).map_err(BoxError::from)
+    }
+    fn changes(&self) -> usize {
+        self.removed()
+    }
+}
+
+/// A body passed through a `StreamFilter`.
+pub struct Filtered<B, F> {
+    inner: B,
+    filter: F,
+    done: bool,
+    on_changes: Option<OnChanges>,
+}
+
+impl<B, F> Filtered<B, F> {
+    pub fn new(inner: B, filter: F, on_changes: OnChanges) -> Self {
+        Filtered {
             inner,
             filter,
             done: false,
-            on_removed: Some(on_removed),
-        }
-    }
-
-    fn report(&mut self) {
-        if let Some(f) = self.on_removed.take() {
-            f(self.filter.removed());
+            on_changes: Some(on_changes),
         }
     }
 }
 
-impl HttpBody for FormBody {
+impl<B, F> HttpBody for Filtered<B, F>
+where
+    B: HttpBody<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+    F: StreamFilter + Unpin,
+{
     type Data = Bytes;
     type Error = BoxError;
 
@@ -59,7 +98,7 @@ impl HttpBody for FormBody {
             match ready!(Pin::new(&mut this.inner).poll_frame(cx)) {
                 Some(Ok(frame)) => match frame.into_data() {
                     Ok(data) => {
-                        let out = this.filter.feed(&data).map_err(BoxError::from)?;
+                        let out = this.filter.feed(&data)?;
                         if !out.is_empty() {
                             return Poll::Ready(Some(Ok(Frame::data(out))));
                         }
@@ -67,11 +106,13 @@ impl HttpBody for FormBody {
                     // Trailers pass as they are.
                     Err(frame) => return Poll::Ready(Some(Ok(frame))),
                 },
-                Some(Err(e)) => return Poll::Ready(Some(Err(e))),
+                Some(Err(e)) => return Poll::Ready(Some(Err(e.into()))),
                 None => {
                     this.done = true;
-                    let tail = this.filter.finish().map_err(BoxError::from)?;
-                    this.report();
+                    let tail = this.filter.finish()?;
+                    if let Some(f) = this.on_changes.take() {
+                        f(this.filter.changes());
+                    }
                     if !tail.is_empty() {
                         return Poll::Ready(Some(Ok(Frame::data(tail))));
                     }
@@ -87,72 +128,5 @@ impl HttpBody for FormBody {
 
     fn size_hint(&self) -> SizeHint {
         SizeHint::default()
-    }
-}
-
-/// An HTML response cleaned of session IDs as it streams.
-pub struct HtmlBody {
-    inner: Incoming,
-    cleaner: crate::policy::html::HtmlCleaner,
-    done: bool,
-    on_removed: Option<OnRemoved>,
-}
-
-impl HtmlBody {
-    pub fn new(
-        inner: Incoming,
-        cleaner: crate::policy::html::HtmlCleaner,
-        on_removed: OnRemoved,
-    ) -> HtmlBody {
-        HtmlBody {
-            inner,
-            cleaner,
-            done: false,
-            on_removed: Some(on_removed),
-        }
-    }
-}
-
-impl HttpBody for HtmlBody {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let this = &mut *self;
-        loop {
-            if this.done {
-                return Poll::Ready(None);
-            }
-            match ready!(Pin::new(&mut this.inner).poll_frame(cx)) {
-                Some(Ok(frame)) => match frame.into_data() {
-                    Ok(data) => {
-                        let out = this.cleaner.write(&data).map_err(BoxError::from)?;
-                        if !out.is_empty() {
-                            return Poll::Ready(Some(Ok(Frame::data(Bytes::from(out)))));
-                        }
-                    }
-                    Err(frame) => return Poll::Ready(Some(Ok(frame))),
-                },
-                Some(Err(e)) => return Poll::Ready(Some(Err(e.into()))),
-                None => {
-                    this.done = true;
-                    let out = this.cleaner.end().map_err(BoxError::from)?;
-                    if let Some(f) = this.on_removed.take() {
-                        f(this.cleaner.removed());
-                    }
-                    if !out.is_empty() {
-                        return Poll::Ready(Some(Ok(Frame::data(Bytes::from(out)))));
-                    }
-                    return Poll::Ready(None);
-                }
-            }
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.done
     }
 }

@@ -387,7 +387,7 @@ impl Gateway {
             res.headers_mut().remove(header::CONTENT_LENGTH);
             let cleaner = policy::html::HtmlCleaner::new(site.url_session_params.clone());
             let site_name = site.name.clone();
-            let on_removed: body::OnRemoved = Box::new(move |n| {
+            let on_removed: body::OnChanges = Box::new(move |n| {
                 if n > 0 {
                     audit::event(
                         "html_session_id_removed",
@@ -397,7 +397,7 @@ impl Gateway {
                     );
                 }
             });
-            res.map(|b| Either::Left(Either::Right(body::HtmlBody::new(b, cleaner, on_removed))))
+            res.map(|b| Either::Left(Either::Right(body::Filtered::new(b, cleaner, on_removed))))
         } else {
             res.map(|b| Either::Left(Either::Left(b)))
         };
@@ -517,7 +517,7 @@ async fn form_body(
     }
     let filter = form::Filter::new(kind, names).map_err(|_| ProxyError::BadForm)?;
     headers.remove(header::CONTENT_LENGTH);
-    Ok(Either::Right(Either::Right(body::FormBody::new(
+    Ok(Either::Right(Either::Right(body::Filtered::new(
         body,
         filter,
         Box::new(audit_removed),

@@ -615,3 +615,26 @@ fn addr_in(json_line: &str) -> SocketAddr {
     let end = json_line[at..].find('"').unwrap() + at;
     json_line[at..end].parse().unwrap()
 }
+
+/// The gateway token a response sets (`__Host-sg=...`), if it sets one;
+/// a clearing cookie (empty value) is not a token.
+pub fn token_of(res: &Resp) -> Option<String> {
+    res.headers
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|v| {
+            v.strip_prefix("__Host-sg=")
+                .map(|rest| rest.split(';').next().unwrap_or("").to_string())
+        })
+        .filter(|t| !t.is_empty())
+}
+
+/// Adds the gateway cookie to a request.
+pub fn with_token(mut req: Request<TestBody>, token: &str) -> Request<TestBody> {
+    req.headers_mut().append(
+        header::COOKIE,
+        format!("__Host-sg={token}").parse().unwrap(),
+    );
+    req
+}
