@@ -1,4 +1,6 @@
 <?php
-session_start();
-unset($_SESSION['user']);
-header('Location: /index.php' . (SID ? '?' . SID : ''), true, 302);
+// The classic mistake: "logging out" only tells the browser to forget its
+// cookie. The session, and the user in it, lives on on the server, so
+// anyone who copied the ID before stays logged in.
+setcookie(session_name(), '', time() - 3600, '/');
+header('Location: /index.php', true, 302);
