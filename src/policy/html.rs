@@ -28,55 +28,118 @@ impl OutputSink for Sink {
 }
 
 /// A streaming HTML cleaner: write chunks, take the output.
+///
+/// Until a session name shows up in the page, it only scans: bytes pass
+/// unchanged and the HTML parser never starts (a page that never mentions a
+/// session name costs one case-insensitive search). At the first mention, the
+/// parser starts at the tag around it and rewrites from there on.
 pub struct HtmlCleaner {
+    names: Arc<NameSet>,
+    /// Lower-case names, and whether each is a prefix pattern.
+    needles: Vec<(Vec<u8>, bool)>,
+    /// While scanning: the bytes held back (from the last `<`), which a tag
+    /// or a name split across chunks may need.
+    tail: Vec<u8>,
     rewriter: Option<HtmlRewriter<'static, Sink>>,
     out: Arc<Mutex<Vec<u8>>>,
     removed: Arc<Mutex<usize>>,
 }
 
-const URL_ATTRS: [&str; 4] = ["href", "src", "action", "formaction"];
+/// Bytes held back at most while scanning, when no `<` is near the end.
+const MAX_HELD: usize = 4096;
+
+/// Elements and the URL attribute each carries. Naming the elements (not
+/// `[href]` on any tag) lets lol_html skip attribute parsing for every other
+/// tag, which is most of a page.
+const URL_ATTRS: [(&str, &str); 11] = [
+    ("a[href]", "href"),
+    ("area[href]", "href"),
+    ("link[href]", "href"),
+    ("img[src]", "src"),
+    ("script[src]", "src"),
+    ("iframe[src]", "src"),
+    ("frame[src]", "src"),
+    ("input[src]", "src"),
+    ("form[action]", "action"),
+    ("button[formaction]", "formaction"),
+    ("input[formaction]", "formaction"),
+];
 
 impl HtmlCleaner {
     pub fn new(names: NameSet) -> HtmlCleaner {
-        let names = Arc::new(names);
-        let out: Arc<Mutex<Vec<u8>>> = Arc::default();
-        let removed: Arc<Mutex<usize>> = Arc::default();
-        let (n1, n2, r1, r2) = (names.clone(), names, removed.clone(), removed.clone());
+        let needles = names
+            .names()
+            .iter()
+            .map(|n| match n.strip_suffix('*') {
+                Some(p) => (p.to_ascii_lowercase().into_bytes(), true),
+                None => (n.to_ascii_lowercase().into_bytes(), false),
+            })
+            .collect();
+        HtmlCleaner {
+            names: Arc::new(names),
+            needles,
+            tail: Vec::new(),
+            rewriter: None,
+            out: Arc::default(),
+            removed: Arc::default(),
+        }
+    }
+
+    fn rewriter(&self) -> HtmlRewriter<'static, Sink> {
+        let mut handlers = Vec::with_capacity(URL_ATTRS.len() + 1);
+        for (selector, attr) in URL_ATTRS {
+            let (n, r) = (self.names.clone(), self.removed.clone());
+            handlers.push(element!(selector, move |el| {
+                if let Some(v) = el.get_attribute(attr)
+                    // Only a URL with parameters can carry an ID.
+                    && v.contains(['?', ';', '%'])
+                    && let Some(clean) = strip_in_url(&v, &n)
+                {
+                    el.set_attribute(attr, &clean)?;
+                    *r.lock().expect("html count lock") += 1;
+                }
+                Ok(())
+            }));
+        }
+        let (n, r) = (self.names.clone(), self.removed.clone());
+        handlers.push(element!("input[name]", move |el| {
+            let hidden = el
+                .get_attribute("type")
+                .is_some_and(|t| t.trim().eq_ignore_ascii_case("hidden"));
+            if hidden
+                && el
+                    .get_attribute("name")
+                    .is_some_and(|v| n.matches(v.as_bytes()))
+            {
+                el.remove();
+                *r.lock().expect("html count lock") += 1;
+            }
+            Ok(())
+        }));
         let settings = Settings {
-            element_content_handlers: vec![
-                element!("[href], [src], [action], [formaction]", move |el| {
-                    for attr in URL_ATTRS {
-                        if let Some(v) = el.get_attribute(attr)
-                            && let Some(clean) = strip_in_url(&v, &n1)
-                        {
-                            el.set_attribute(attr, &clean)?;
-                            *r1.lock().expect("html count lock") += 1;
-                        }
-                    }
-                    Ok(())
-                }),
-                element!("input[name]", move |el| {
-                    let hidden = el
-                        .get_attribute("type")
-                        .is_some_and(|t| t.trim().eq_ignore_ascii_case("hidden"));
-                    if hidden
-                        && el
-                            .get_attribute("name")
-                            .is_some_and(|n| n2.matches(n.as_bytes()))
-                    {
-                        el.remove();
-                        *r2.lock().expect("html count lock") += 1;
-                    }
-                    Ok(())
-                }),
-            ],
+            element_content_handlers: handlers,
             ..Settings::new_send()
         };
-        HtmlCleaner {
-            rewriter: Some(HtmlRewriter::new(settings, Sink(out.clone()))),
-            out,
-            removed,
-        }
+        HtmlRewriter::new(settings, Sink(self.out.clone()))
+    }
+
+    /// Where the first session name stands in `buf`: a name followed by
+    /// `=`, a quote or `%` (a parameter or an input's name), or a prefix
+    /// pattern anywhere.
+    fn first_mention(&self, buf: &[u8]) -> Option<usize> {
+        let lower = buf.to_ascii_lowercase();
+        self.needles
+            .iter()
+            .filter_map(|(needle, prefix)| {
+                memchr::memmem::find_iter(&lower, needle).find(|&at| {
+                    *prefix
+                        || matches!(
+                            lower.get(at + needle.len()),
+                            Some(b'=' | b'"' | b'\'' | b'%') | None
+                        )
+                })
+            })
+            .min()
     }
 
     fn take(&self) -> Vec<u8> {
@@ -87,16 +150,42 @@ impl HtmlCleaner {
     pub fn write(&mut self, chunk: &[u8]) -> Result<Vec<u8>, lol_html::errors::RewritingError> {
         if let Some(r) = self.rewriter.as_mut() {
             r.write(chunk)?;
+            return Ok(self.take());
         }
-        Ok(self.take())
+        let mut buf = std::mem::take(&mut self.tail);
+        buf.extend_from_slice(chunk);
+        match self.first_mention(&buf) {
+            None => {
+                let longest = self.needles.iter().map(|(n, _)| n.len()).max().unwrap_or(0);
+                let keep_from = match memchr::memrchr(b'<', &buf) {
+                    Some(lt) if buf.len() - lt <= MAX_HELD => lt,
+                    _ => buf.len().saturating_sub(longest + 1),
+                };
+                self.tail = buf.split_off(keep_from);
+                Ok(buf)
+            }
+            Some(at) => {
+                // Parse from the tag around the first mention on.
+                let start = memchr::memrchr(b'<', &buf[..at]).unwrap_or(0);
+                let mut out = buf[..start].to_vec();
+                let mut r = self.rewriter();
+                r.write(&buf[start..])?;
+                self.rewriter = Some(r);
+                out.extend(self.take());
+                Ok(out)
+            }
+        }
     }
 
     /// Ends the document; returns the rest.
     pub fn end(&mut self) -> Result<Vec<u8>, lol_html::errors::RewritingError> {
-        if let Some(r) = self.rewriter.take() {
-            r.end()?;
+        match self.rewriter.take() {
+            Some(r) => {
+                r.end()?;
+                Ok(self.take())
+            }
+            None => Ok(std::mem::take(&mut self.tail)),
         }
-        Ok(self.take())
     }
 
     /// How many URLs and inputs were changed so far.
@@ -126,7 +215,7 @@ mod tests {
 <img src="/pic.png?PHPSESSID=abc123">
 <form action="/login.php?PHPSESSID=abc123" method="post"><input type="hidden" name="PHPSESSID" value="abc123" /><input name="user"><button formaction="/other?PHPSESSID=abc123">go</button></form>
 <p>PHPSESSID is a word here and stays.</p></body></html>"#;
-        for chunk in [1, 3, 17, 4096] {
+        for chunk in [1, 3, 17, 50, 4096] {
             let out = clean(page, chunk);
             assert!(
                 !out.contains("abc123") && !out.contains("XYZ"),
@@ -136,6 +225,25 @@ mod tests {
             assert!(out.contains(r#"<a href="/a?x=1&amp;y=2">"#), "{out}");
             assert!(out.contains(r#"<input name="user">"#));
             assert!(out.contains("PHPSESSID is a word here and stays."));
+        }
+    }
+
+    #[test]
+    fn a_mention_late_in_a_long_page_is_still_found() {
+        let filler = "<p>text without any names</p>".repeat(500);
+        let page = format!(
+            "{filler}<a href=\"/x?PHPSESSID=late1\">x</a>{filler}<a href='/y;JSESSIONID=late2'>y</a>"
+        );
+        for chunk in [7, 1000, 1 << 20] {
+            let out = clean(&page, chunk);
+            assert!(
+                !out.contains("late1") && !out.contains("late2"),
+                "chunk {chunk}"
+            );
+            assert_eq!(
+                out.len(),
+                page.len() - "?PHPSESSID=late1".len() - ";JSESSIONID=late2".len()
+            );
         }
     }
 
