@@ -605,3 +605,52 @@ proptest! {
         }
     }
 }
+
+/// A form field: a session name in some spelling, or an ordinary one.
+fn form_field() -> impl Strategy<Value = (String, bool)> {
+    prop_oneof![
+        (
+            prop::sample::select(vec![
+                "PHPSESSID",
+                "phpsessid",
+                "PHPSESS%49D",
+                "+PHPSESSID",
+                "sid",
+                "PHPSESSID[]"
+            ]),
+            "[a-z0-9%]{0,12}"
+        )
+            .prop_map(|(n, v)| (format!("{n}={v}"), true)),
+        ("[a-z]{1,8}", "[a-zA-Z0-9%+.]{0,20}").prop_map(|(n, v)| (format!("{n}={v}"), false)),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(500))]
+
+    /// However the body is cut into chunks, the form filter gives the same
+    /// output, keeps every ordinary field in order and no session field.
+    #[test]
+    fn form_filter_is_chunking_invariant_and_complete(
+        fields in prop::collection::vec(form_field(), 0..12),
+        cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..6),
+    ) {
+        use sessiongate::policy::form::{Filter, Kind, filter_all};
+        let body = fields.iter().map(|(f, _)| f.as_str()).collect::<Vec<_>>().join("&");
+        let names = url_names();
+        let (whole, removed) = filter_all(Kind::Urlencoded, &names, body.as_bytes()).unwrap();
+        let kept: Vec<&str> = fields.iter().filter(|(_, s)| !s).map(|(f, _)| f.as_str()).collect();
+        prop_assert_eq!(std::str::from_utf8(&whole).unwrap(), kept.join("&"));
+        prop_assert_eq!(removed, fields.iter().filter(|(_, s)| *s).count());
+        let mut points: Vec<usize> = cuts.iter().map(|c| c.index(body.len() + 1)).collect();
+        points.sort_unstable();
+        let mut f = Filter::new(Kind::Urlencoded, names).unwrap();
+        let (mut out, mut at) = (Vec::new(), 0);
+        for p in points.into_iter().chain([body.len()]) {
+            out.extend_from_slice(&f.feed(&body.as_bytes()[at..p]).unwrap());
+            at = p;
+        }
+        out.extend_from_slice(&f.finish().unwrap());
+        prop_assert_eq!(out, whole.to_vec());
+    }
+}
