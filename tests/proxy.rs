@@ -543,7 +543,7 @@ async fn trace_and_connect_are_refused_without_reaching_the_upstream() {
     let tls = s.client.tls("app.test", Proto::H1).await.unwrap();
     let out = exchange(
         tls,
-        b"CONNECT internal.test:22 HTTP/1.1\r\nHost: internal.test:22\r\n\r\n",
+        b"CONNECT internal.test:22 HTTP/1.1\r\nHost: internal.test:22\r\nConnection: close\r\n\r\n",
     )
     .await;
     assert!(out.starts_with("HTTP/1.1 4"), "{out}");
