@@ -309,12 +309,18 @@ async fn unknown_tokens_are_cleared_once_and_guessing_is_throttled() {
 async fn duplicate_gateway_cookies_use_the_one_live_value_and_never_clear() {
     let s = setup("").await;
     let token = token_of(&s.client.get("https://app.test/new").await).unwrap();
-    let mut req = with_token(get("https://app.test/page"), &token);
-    req.headers_mut().append(
-        "cookie",
-        format!("__Host-sg={}", "B".repeat(43)).parse().unwrap(),
-    );
-    let res = s.client.send(Proto::H2, req).await;
+    let tossed = |req: Request<TestBody>| {
+        let mut req = with_token(req, &token);
+        req.headers_mut().append(
+            "cookie",
+            format!("__host-sg={}", "B".repeat(43)).parse().unwrap(),
+        );
+        req
+    };
+    let res = s
+        .client
+        .send(Proto::H2, tossed(get("https://app.test/page")))
+        .await;
     assert_eq!(
         seen_cookie(&s.upstream).as_deref(),
         Some("PHPSESSID=backend0")
@@ -322,6 +328,16 @@ async fn duplicate_gateway_cookies_use_the_one_live_value_and_never_clear() {
     assert!(
         res.headers.get("set-cookie").is_none(),
         "no clearing loop against a tossed cookie"
+    );
+    // The tossed cookie does not freeze the session: the app may still
+    // rotate its ID, and the vault follows.
+    s.client
+        .send(Proto::H1, tossed(get("https://app.test/new")))
+        .await;
+    get_with(&s.client, "/page", &token).await;
+    assert_eq!(
+        seen_cookie(&s.upstream).as_deref(),
+        Some("PHPSESSID=backend1")
     );
 }
 

@@ -136,9 +136,12 @@ pub async fn on_request(
     let site = r.site;
     let now = Instant::now();
     let (mut live, mut live_count) = (None, 0);
-    let (mut bad, mut stale, mut expired) = (false, false, false);
-    if cookie_values.len() > 1 {
-        stale = true;
+    let (mut bad, mut tombstone, mut expired) = (false, false, false);
+    // Several values under the gateway's name: a sibling domain tossed one
+    // in. Clearing could not remove a cookie set for another domain and
+    // would only loop, so this request never clears.
+    let duplicated = cookie_values.len() > 1;
+    if duplicated {
         audit::event(
             "gateway_cookie_duplicate",
             &site.name,
@@ -157,7 +160,7 @@ pub async fn on_request(
                 live_count += 1;
                 live = Some((id, in_login));
             }
-            Lookup::Tombstone => stale = true,
+            Lookup::Tombstone => tombstone = true,
             Lookup::Expired(e) => {
                 expired = true;
                 audit::event(e.event(), &site.name, r.client, &fp(&h.key()));
@@ -168,10 +171,15 @@ pub async fn on_request(
             }
         }
     }
-    if live_count > 1 {
-        // Two live sessions in one request: use neither.
+    // Two live sessions in one request: use neither, and write nothing.
+    let ambiguous = live_count > 1;
+    if ambiguous {
         live = None;
     }
+    // A request that carried a replaced token (or two live ones) was sent
+    // before the browser learnt its new token: it may not create a session
+    // nor set or clear the cookie, or it would undo the login.
+    let stale = live.is_none() && (tombstone || ambiguous);
     if bad || expired {
         if let Err(retry) = limits.unknown.check(r.client, now) {
             audit::event("rate_limited", &site.name, r.client, "unknown tokens");
@@ -181,7 +189,7 @@ pub async fn on_request(
             return Err(res);
         }
     }
-    let clear_cookie = (bad || expired) && live.is_none() && !stale;
+    let clear_cookie = (bad || expired) && live.is_none() && !stale && !duplicated;
     if expired
         && clear_cookie
         && let Some(to) = &site.session.expired_redirect
