@@ -383,6 +383,11 @@ impl Gateway {
         rewrite_redirects(res.headers_mut(), &public, &site.url_session_params);
         let status = res.status();
         let clean_html = site.html_strip_session_ids && has_html_body(&view.method, &res);
+        if site.html_strip_session_ids && is_html(res.headers()) && is_coded(res.headers()) {
+            // The app compressed a page although it was not asked to: it
+            // passes as it is, and the operator should know.
+            audit::event("html_not_cleaned_compressed", &site.name, client, "");
+        }
         let res = if clean_html {
             res.headers_mut().remove(header::CONTENT_LENGTH);
             let cleaner = policy::html::HtmlCleaner::new(site.url_session_params.clone());
@@ -445,14 +450,18 @@ fn has_html_body(method: &Method, res: &Response<Incoming>) -> bool {
     {
         return false;
     }
-    let h = res.headers();
-    let html = h.get(header::CONTENT_TYPE).is_some_and(|ct| {
+    is_html(res.headers()) && !is_coded(res.headers())
+}
+
+fn is_html(h: &http::HeaderMap) -> bool {
+    h.get(header::CONTENT_TYPE).is_some_and(|ct| {
         ct.as_bytes().len() >= 9 && ct.as_bytes()[..9].eq_ignore_ascii_case(b"text/html")
-    });
-    let coded = h
-        .get(header::CONTENT_ENCODING)
-        .is_some_and(|e| !e.as_bytes().eq_ignore_ascii_case(b"identity"));
-    html && !coded
+    })
+}
+
+fn is_coded(h: &http::HeaderMap) -> bool {
+    h.get(header::CONTENT_ENCODING)
+        .is_some_and(|e| !e.as_bytes().eq_ignore_ascii_case(b"identity"))
 }
 
 /// Whether a request may be answered with a page to clean: a navigation, or
@@ -491,13 +500,14 @@ async fn form_body(
     };
     let names = site.url_session_params.clone();
     let site_name = site.name.clone();
+    // One record per removed field.
     let audit_removed = move |n: usize| {
-        if n > 0 {
+        for i in 1..=n {
             audit::event(
                 "form_session_field_removed",
                 &site_name,
                 client,
-                &format!("fields={n}"),
+                &format!("field {i} of {n}"),
             );
         }
     };
