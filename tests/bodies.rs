@@ -109,3 +109,42 @@ async fn other_bodies_pass_untouched() {
         .await;
     assert_eq!(&s.upstream.last().body[..], json.as_bytes());
 }
+
+#[tokio::test]
+async fn html_pages_lose_session_ids_and_are_asked_for_uncompressed() {
+    let page = "<html><a href=\"/a.php?PHPSESSID=leak123&x=1\">a</a><form action=\"/f;jsessionid=leak456\"><input type=hidden name=PHPSESSID value=leak123></form></html>";
+    let upstream = Upstream::recording(move |_| {
+        http::Response::builder()
+            .header("content-type", "text/html; charset=utf-8")
+            .body(full(page))
+            .unwrap()
+    })
+    .await;
+    let s = Setup::basic(upstream).await;
+    for proto in [Proto::H1, Proto::H2] {
+        let req = Request::get("https://app.test/index.php")
+            .header("accept", "text/html,application/xhtml+xml")
+            .header("accept-encoding", "gzip, br")
+            .body(full(""))
+            .unwrap();
+        let res = s.client.send(proto, req).await;
+        let body = res.text();
+        assert!(
+            !body.contains("leak123") && !body.contains("leak456"),
+            "{body}"
+        );
+        assert!(body.contains("<a href=\"/a.php?x=1\">"), "{body}");
+        assert!(
+            !s.upstream.last().headers.contains_key("accept-encoding"),
+            "pages are asked for uncompressed"
+        );
+    }
+    // Other requests keep their compression.
+    let req = Request::get("https://app.test/app.js")
+        .header("accept", "*/*")
+        .header("accept-encoding", "gzip")
+        .body(full(""))
+        .unwrap();
+    s.client.send(Proto::H1, req).await;
+    assert_eq!(s.upstream.last().headers["accept-encoding"], "gzip");
+}
