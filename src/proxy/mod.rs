@@ -148,7 +148,9 @@ impl Gateway {
     pub async fn handle(&self, req: Request<Incoming>, conn: &ConnInfo) -> Response<Body> {
         let started = Instant::now();
         let method = req.method().clone();
-        let path_for_log = observability::loggable_path(req.uri().path()).into_owned();
+        // A cheap clone (shared bytes): the path is logged after the request
+        // has gone upstream.
+        let uri = req.uri().clone();
         let client = forward::client_addr(
             conn.peer.ip(),
             req.headers(),
@@ -177,7 +179,7 @@ impl Gateway {
                     .unwrap_or("-"),
                 client,
                 method: &method,
-                path: &path_for_log,
+                path: &observability::loggable_path(uri.path()),
                 status: res.status(),
                 upstream_status,
                 elapsed: started.elapsed(),
@@ -290,7 +292,7 @@ impl Gateway {
             site_index,
             site,
             method: parts.method.clone(),
-            path: parts.uri.path().to_string(),
+            uri: parts.uri.clone(),
             host: &host,
             client,
         };

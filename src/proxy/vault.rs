@@ -119,7 +119,8 @@ pub struct RequestView<'a> {
     pub site_index: usize,
     pub site: &'a Site,
     pub method: Method,
-    pub path: String,
+    /// The request's URI (for its path).
+    pub uri: http::Uri,
     pub host: &'a HeaderValue,
     pub client: IpAddr,
 }
@@ -205,7 +206,7 @@ pub async fn on_request(
     let rules = &site.session;
     let (mut login, mut logout) = (None, false);
     if !rules.login.is_empty() || !rules.logout.is_empty() {
-        let normalized = normalize_path(&r.path);
+        let normalized = normalize_path(r.uri.path());
         login = rules
             .login
             .iter()
@@ -229,7 +230,7 @@ pub async fn on_request(
                 .map(|v| v.as_bytes().to_vec())
                 .unwrap_or_default();
             let before = cookie.len();
-            SessionStore::inject(&**store, id, &r.path, now, &mut cookie).await;
+            SessionStore::inject(&**store, id, r.uri.path(), now, &mut cookie).await;
             if cookie.len() != before
                 && let Ok(v) = HeaderValue::from_bytes(&cookie)
             {
@@ -312,7 +313,7 @@ pub async fn on_response(
         let summary = p.summary(unix_now);
         let path: Box<[u8]> = match summary.path {
             Some(path) if path.starts_with(b"/") => path.into(),
-            _ => default_path(r.path.as_bytes()).into(),
+            _ => default_path(r.uri.path().as_bytes()).into(),
         };
         if summary.deletes() {
             if let Some(id) = session {
