@@ -1308,18 +1308,39 @@ impl Site {
             "[site.url]\nsession_params = [{}]",
             list(&self.url_session_params)
         )?;
+        writeln!(
+            f,
+            "[site.html]\nstrip_session_ids = {}",
+            self.html_strip_session_ids
+        )?;
+        let target = |m: &Option<Method>, p: &PathMatch| {
+            let method = m.as_ref().map_or("*", Method::as_str).to_string();
+            let path = match p {
+                PathMatch::Exact(v) => format!("path = {v:?}"),
+                PathMatch::Prefix(v) => format!("path_prefix = {v:?}"),
+                PathMatch::Glob(v) => format!("path_glob = {v:?}"),
+            };
+            format!("method = {method:?}\n{path}")
+        };
         for l in &se.login {
-            writeln!(
-                f,
-                "[[site.login]]\n# {:?} {:?} status {:?}",
-                l.method,
-                l.path,
-                l.status.iter().map(|s| s.as_u16()).collect::<Vec<_>>()
-            )?;
-            writeln!(f, "# signals {:?}, rekey = {}", l.signals, l.rekey)?;
+            writeln!(f, "[[site.login]]\n{}", target(&l.method, &l.path))?;
+            let status: Vec<String> = l.status.iter().map(|s| s.as_u16().to_string()).collect();
+            writeln!(f, "status = [{}]", status.join(", "))?;
+            let sg = &l.signals;
+            writeln!(f, "on_session_cookie = {}", sg.sets_session_cookie)?;
+            if let Some(h) = &sg.header {
+                writeln!(f, "header = {:?}", h.as_str())?;
+            }
+            if let Some(v) = &sg.location {
+                writeln!(f, "location = {v:?}")?;
+            }
+            if let Some(v) = &sg.location_not {
+                writeln!(f, "location_not = {v:?}")?;
+            }
+            writeln!(f, "rekey = {}", l.rekey)?;
         }
         for l in &se.logout {
-            writeln!(f, "[[site.logout]]\n# {:?} {:?}", l.method, l.path)?;
+            writeln!(f, "[[site.logout]]\n{}", target(&l.method, &l.path))?;
         }
         Ok(())
     }
