@@ -365,19 +365,14 @@ fn read_listen(cx: &mut Ctx<'_>, root: &Section<'_, '_>) -> Listen {
 
 fn read_log(cx: &mut Ctx<'_>, root: &Section<'_, '_>) -> Log {
     let s = root.child(cx, "log", &["format", "level", "access"]);
-    let format = match s.opt_str(cx, "format") {
-        None => LogFormat::Text,
-        Some((v, _)) if v == "text" => LogFormat::Text,
-        Some((v, _)) if v == "json" => LogFormat::Json,
-        Some((v, span)) => {
-            cx.problem(
-                s.key_path("format"),
-                Some(span),
-                format!("`{v}` is not a log format; valid: \"text\", \"json\""),
-            );
-            LogFormat::Text
-        }
-    };
+    let format = s
+        .choice(
+            cx,
+            "format",
+            "a log format",
+            &[("text", LogFormat::Text), ("json", LogFormat::Json)],
+        )
+        .unwrap_or(LogFormat::Text);
     let level = s.string(cx, "level", "info");
     if tracing_subscriber::EnvFilter::builder()
         .parse(&level)
@@ -590,15 +585,7 @@ fn read_store(cx: &mut Ctx<'_>, root: &Section<'_, '_>) -> Store {
         "store",
         &["kind", "max_sessions", "sweep_interval", "tombstone_ttl"],
     );
-    if let Some((k, span)) = s.opt_str(cx, "kind")
-        && k != "memory"
-    {
-        cx.problem(
-            s.key_path("kind"),
-            Some(span),
-            format!("`{k}` is not a store; valid: \"memory\""),
-        );
-    }
+    s.choice(cx, "kind", "a store", &[("memory", ())]);
     Store {
         max_sessions: s.int(cx, "max_sessions", DEFAULT_MAX_SESSIONS, 1..=100_000_000) as usize,
         sweep_interval: s.duration(cx, "sweep_interval", DEFAULT_SWEEP_INTERVAL),
@@ -640,19 +627,17 @@ fn read_session(cx: &mut Ctx<'_>, site: &Section<'_, '_>) -> Session {
             "clear_site_data",
         ],
     );
-    let mode = match s.opt_str(cx, "mode") {
-        None => SessionMode::Vault,
-        Some((m, _)) if m == "vault" => SessionMode::Vault,
-        Some((m, _)) if m == "harden" => SessionMode::Harden,
-        Some((m, span)) => {
-            cx.problem(
-                s.key_path("mode"),
-                Some(span),
-                format!("`{m}` is not a session mode; valid: \"vault\", \"harden\""),
-            );
-            SessionMode::Vault
-        }
-    };
+    let mode = s
+        .choice(
+            cx,
+            "mode",
+            "a session mode",
+            &[
+                ("vault", SessionMode::Vault),
+                ("harden", SessionMode::Harden),
+            ],
+        )
+        .unwrap_or(SessionMode::Vault);
     let cookies = names_or(cx, &s, "cookies", DEFAULT_SESSION_COOKIES);
     // Flask's `session` is a signed state cookie: identical for two users
     // who log in to one account within the same second.
@@ -876,20 +861,16 @@ fn read_logout_rules(cx: &mut Ctx<'_>, site: &Section<'_, '_>) -> Vec<LogoutRule
 }
 
 fn same_site(cx: &mut Ctx<'_>, s: &Section<'_, '_>, key: &str) -> Option<SameSite> {
-    let (v, span) = s.opt_str(cx, key)?;
-    match v.to_ascii_lowercase().as_str() {
-        "strict" => Some(SameSite::Strict),
-        "lax" => Some(SameSite::Lax),
-        "none" => Some(SameSite::None),
-        _ => {
-            cx.problem(
-                s.key_path(key),
-                Some(span),
-                format!("`{v}` is not a SameSite value; valid: \"strict\", \"lax\", \"none\""),
-            );
-            None
-        }
-    }
+    s.choice(
+        cx,
+        key,
+        "a SameSite value",
+        &[
+            ("strict", SameSite::Strict),
+            ("lax", SameSite::Lax),
+            ("none", SameSite::None),
+        ],
+    )
 }
 
 fn read_cookies(cx: &mut Ctx<'_>, site: &Section<'_, '_>, session: &Session) -> Cookies {

@@ -279,6 +279,28 @@ impl<'a, 's> Section<'a, 's> {
         Some(out)
     }
 
+    /// One of a fixed set of words (any case); absent is `None`, anything
+    /// else is a problem that lists the valid words.
+    pub fn choice<T: Copy>(
+        &self,
+        cx: &mut Ctx<'_>,
+        key: &str,
+        what: &str,
+        options: &[(&str, T)],
+    ) -> Option<T> {
+        let (v, span) = self.opt_str(cx, key)?;
+        if let Some((_, t)) = options.iter().find(|(w, _)| w.eq_ignore_ascii_case(&v)) {
+            return Some(*t);
+        }
+        let valid: Vec<String> = options.iter().map(|(w, _)| format!("\"{w}\"")).collect();
+        cx.problem(
+            self.key_path(key),
+            Some(span),
+            format!("`{v}` is not {what}; valid: {}", valid.join(", ")),
+        );
+        None
+    }
+
     /// An array of integers, each with its span.
     pub fn raw_ints(&self, cx: &mut Ctx<'_>, key: &str) -> Option<Vec<(i64, Range<usize>)>> {
         let v = self.raw(key)?;
