@@ -80,8 +80,12 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
             headers.remove(name);
         }
     }
-    for name in &HOP_BY_HOP {
-        headers.remove(name);
+    // One pass over the (few) headers present instead of a lookup per
+    // hop-by-hop name: most messages carry none of them.
+    if headers.keys().any(|k| HOP_BY_HOP.contains(k)) {
+        for name in &HOP_BY_HOP {
+            headers.remove(name);
+        }
     }
 }
 
@@ -153,8 +157,10 @@ pub fn set_forwarding_headers(
             HeaderValue::from_str(&joined).unwrap_or(peer_value)
         }
     } else {
-        for name in &CLIENT_CLAIMS {
-            headers.remove(name);
+        if headers.keys().any(|k| CLIENT_CLAIMS.contains(k)) {
+            for name in &CLIENT_CLAIMS {
+                headers.remove(name);
+            }
         }
         peer_value
     };

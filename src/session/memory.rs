@@ -310,8 +310,22 @@ impl MemoryStore {
     /// `unique`, a value that already belongs to another live session is kept
     /// by neither. Stateless cookies (`unique == false`) are not indexed.
     pub fn bind(&self, id: u64, cookie: VaultCookie, unique: bool) -> Bind {
-        let Some(site) = self.sessions.get(&id).map(|s| s.site) else {
-            return Bind::Gone;
+        let expires = cookie.expires.map_or(0, |e| self.secs(e));
+        let site = {
+            let Some(mut s) = self.sessions.get_mut(&id) else {
+                return Bind::Gone;
+            };
+            // Apps re-send the same cookie on every response: refresh its
+            // expiry in place, no hashing, no allocation.
+            if let Some(same) = s.vault.iter_mut().find(|c| {
+                c.name() == &*cookie.name
+                    && c.path() == &*cookie.path
+                    && c.value() == &*cookie.value
+            }) {
+                same.expires = expires;
+                return Bind::Stored;
+            }
+            s.site
         };
         if !unique {
             return self.store_cookie(id, site, cookie);
