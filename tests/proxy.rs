@@ -796,3 +796,22 @@ async fn shutdown_lets_the_in_flight_request_finish() {
     assert_eq!(res.text(), "finished");
     shutdown.await.unwrap();
 }
+
+#[tokio::test]
+async fn an_ipv6_literal_host_finds_its_site() {
+    let pki = Pki::new();
+    let upstream = Upstream::ok().await;
+    let gw = TestGateway::start(&site_toml(
+        &["::1"],
+        &pki.leaf("v6", &["::1"]),
+        &upstream.url(),
+        "",
+    ))
+    .await;
+    let client = Client::new(&pki, gw.https);
+    let res = client
+        .send_sni("::1", Proto::H1, get("https://[::1]/"))
+        .await;
+    assert_eq!(res.status, 200);
+    assert_eq!(upstream.last().headers["host"], "[::1]");
+}

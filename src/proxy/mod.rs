@@ -137,6 +137,11 @@ impl Gateway {
     /// The site for a host name (any case, trailing dot allowed), if any.
     pub fn site_for_host(&self, host: &str) -> Option<usize> {
         let host = host.strip_suffix('.').unwrap_or(host);
+        // An IPv6 literal comes bracketed in Host; configured without.
+        let host = host
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(host);
         if host.bytes().any(|b| b.is_ascii_uppercase()) {
             self.by_host.get(&host.to_ascii_lowercase()).copied()
         } else {
