@@ -1417,6 +1417,37 @@ max_request_body = "lots"
     }
 
     #[test]
+    fn host_prefix_is_refused_for_a_narrower_path() {
+        let src = format!(
+            "{MINIMAL}[[site.cookies.override]]\nname = \"pref\"\nhost_prefix = true\npath = \"/app\"\n"
+        );
+        let p = problems(&src);
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert_eq!(p[0].path, "site[0].cookies.override[0].host_prefix");
+        assert!(p[0].message.contains("Path=/"), "{}", p[0].message);
+        let ok =
+            format!("{MINIMAL}[[site.cookies.override]]\nname = \"pref\"\nhost_prefix = true\n");
+        assert!(Config::parse(&ok).is_ok());
+    }
+
+    #[test]
+    fn session_timeouts_and_login_rules_are_checked() {
+        let src = format!(
+            "{MINIMAL}session.idle_timeout = \"500ms\"\n[[site.login]]\npath = \"/login.php\"\n"
+        );
+        let p = problems(&src);
+        assert!(
+            p.iter().any(|p| p.path == "site[0].session.idle_timeout"),
+            "{p:?}"
+        );
+        assert!(
+            p.iter()
+                .any(|p| p.path == "site[0].login[0]" && p.message.contains("success signal")),
+            "{p:?}"
+        );
+    }
+
+    #[test]
     fn syntax_error_has_a_line() {
         let p = problems("[listen\nhttps = 1");
         assert_eq!(p[0].line, Some(1));
