@@ -465,3 +465,65 @@ async fn an_attacker_loop_during_login_never_gets_the_victims_session() {
         Some("PHPSESSID=backend0")
     );
 }
+
+/// Sends requests with `token` until `done` holds for a response (the
+/// session's absolute lifetime of one second ran out). No sleeping: every
+/// turn is a real request; the 30 s bound only stops a broken build.
+async fn until(s: &Setup, token: &str, done: impl Fn(&Resp, &Upstream) -> bool) -> Resp {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let res = get_with(&s.client, "/page", token).await;
+        if done(&res, &s.upstream) {
+            return res;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the session never expired"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_expired_session_is_destroyed_served_anonymous_and_cleared() {
+    let s = setup("session.absolute_timeout = \"1s\"").await;
+    let token = token_of(&s.client.get("https://app.test/new").await).unwrap();
+    get_with(&s.client, "/page", &token).await;
+    assert_eq!(
+        seen_cookie(&s.upstream).as_deref(),
+        Some("PHPSESSID=backend0")
+    );
+    let res = until(&s, &token, |_, up| seen_cookie(up).is_none()).await;
+    assert_eq!(res.status, 200, "the app sees an anonymous visitor");
+    let cleared: Vec<&str> = res
+        .headers
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .collect();
+    assert!(
+        cleared
+            .iter()
+            .any(|c| c.starts_with("__Host-sg=;") && c.contains("Max-Age=0")),
+        "{cleared:?}"
+    );
+    // Destroyed, not merely skipped: the token stays dead.
+    get_with(&s.client, "/page", &token).await;
+    assert_eq!(seen_cookie(&s.upstream), None);
+}
+
+#[tokio::test]
+async fn an_expired_session_can_be_sent_to_a_configured_url() {
+    let s = setup(
+        "session.absolute_timeout = \"1s\"\nsession.expired_redirect = \"/login.php?expired=1\"",
+    )
+    .await;
+    let token = token_of(&s.client.get("https://app.test/new").await).unwrap();
+    let res = until(&s, &token, |res, _| res.status == StatusCode::SEE_OTHER).await;
+    assert_eq!(res.header("location"), Some("/login.php?expired=1"));
+    assert!(
+        res.headers
+            .get_all("set-cookie")
+            .iter()
+            .any(|c| c.to_str().unwrap().contains("Max-Age=0"))
+    );
+}
