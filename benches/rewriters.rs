@@ -11,18 +11,7 @@ use sessiongate::policy::names::NameSet;
 const CHUNK: usize = 16 * 1024;
 
 fn names() -> NameSet {
-    NameSet::new([
-        "PHPSESSID",
-        "JSESSIONID",
-        "ASPSESSIONID*",
-        "ASP.NET_SessionId",
-        "CFID",
-        "CFTOKEN",
-        "sid",
-        "sessionid",
-        "session_id",
-        "SESSID",
-    ])
+    NameSet::new(sessiongate::config::DEFAULT_URL_SESSION_PARAMS)
 }
 
 /// A 2 KiB login form, optionally with a session field in the middle.

@@ -6,14 +6,6 @@ mod common;
 use common::*;
 use http::{Request, Response, StatusCode};
 
-fn set_cookies(res: &Resp) -> Vec<String> {
-    res.headers
-        .get_all("set-cookie")
-        .iter()
-        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
-        .collect()
-}
-
 #[tokio::test]
 async fn get_with_a_session_id_in_the_url_is_redirected_to_the_clean_url() {
     let s = Setup::basic(Upstream::ok().await).await;
@@ -78,7 +70,7 @@ async fn every_set_cookie_is_hardened_on_its_own() {
     for proto in [Proto::H1, Proto::H2] {
         let res = s.client.send(proto, get("https://app.test/")).await;
         assert_eq!(
-            set_cookies(&res),
+            res.set_cookies(),
             [
                 "PHPSESSID=abc; path=/; Secure; HttpOnly; SameSite=Lax",
                 "lang=en; Expires=Wed, 21 Oct 2065 07:28:00 GMT; Priority=High; Secure; HttpOnly; SameSite=Lax; Max-Age=86400",
@@ -181,7 +173,7 @@ async fn host_prefixed_cookies_are_renamed_both_ways() {
     .await;
     let res = s.client.get("https://app.test/").await;
     assert_eq!(
-        set_cookies(&res),
+        res.set_cookies(),
         ["__Host-pref=dark; Path=/; Secure; HttpOnly; SameSite=Lax"]
     );
     let mut req = get("https://app.test/");

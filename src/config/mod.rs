@@ -514,7 +514,7 @@ fn read_site(cx: &mut Ctx<'_>, i: usize, t: TableRef<'_, '_>) -> Site {
 
 /// Session parameter names real frameworks put in URLs: PHP, Java servlets,
 /// classic ASP and ASP.NET (cookieless), ColdFusion, and generic ones.
-const DEFAULT_URL_SESSION_PARAMS: &[&str] = &[
+pub const DEFAULT_URL_SESSION_PARAMS: &[&str] = &[
     "PHPSESSID",
     "JSESSIONID",
     "ASPSESSIONID*",

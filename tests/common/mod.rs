@@ -314,6 +314,22 @@ impl Resp {
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
+
+    /// Every `Set-Cookie` line, in order.
+    pub fn set_cookies(&self) -> Vec<String> {
+        self.headers
+            .get_all(header::SET_COOKIE)
+            .iter()
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+            .collect()
+    }
+
+    /// Whether the response clears the gateway cookie.
+    pub fn clears_token(&self) -> bool {
+        self.set_cookies()
+            .iter()
+            .any(|c| c.starts_with("__Host-sg=;") && c.contains("Max-Age=0"))
+    }
 }
 
 /// A TLS client that trusts the test CA.
