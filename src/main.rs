@@ -7,6 +7,13 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand};
 use sessiongate::{Config, Listeners, RunOptions, config::ConfigError};
 
+/// mimalloc: the gateway allocates and frees many small buffers per request
+/// (headers, cookie lines); mimalloc does that in fewer instructions than
+/// glibc's malloc and keeps no per-block header, which also makes a stored
+/// session smaller (issue 7, docs/BENCHMARKS.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "sessiongate",
@@ -93,7 +100,9 @@ fn runtime(fut: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCo
             return ExitCode::FAILURE;
         }
     };
-    match rt.block_on(fut) {
+    let outcome = rt.block_on(fut);
+    sessiongate::observability::flush();
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");

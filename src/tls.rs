@@ -51,6 +51,10 @@ pub enum TlsError {
         path: PathBuf,
         why: String,
     },
+    #[error(
+        "site[{site}].upstream.url: the host is not a name a certificate can be checked against: {why}"
+    )]
+    UpstreamName { site: usize, why: String },
 }
 
 fn provider() -> Arc<CryptoProvider> {
@@ -177,7 +181,7 @@ pub fn upstream_client_config(
             roots.add(c).map_err(|e| err(e.to_string()))?;
         }
     }
-    // ALPN (http/1.1 only) is set by the connector builder.
+    // ALPN (http/1.1 only) is set by the upstream pool.
     Ok(rustls::ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .expect("the default provider supports TLS 1.2 and 1.3")

@@ -83,6 +83,129 @@ async fn upstream_connections_are_pooled_and_kept_alive() {
 }
 
 #[tokio::test]
+async fn chunked_and_bodiless_responses_give_their_connection_back() {
+    let upstream = Upstream::custom(|req| async move {
+        match req.uri().path() {
+            // No Content-Length: hyper sends it chunked.
+            "/chunked" => {
+                let (tx, rx) = mpsc::channel(2);
+                tx.send(Ok(Frame::data(Bytes::from_static(b"one,"))))
+                    .await
+                    .unwrap();
+                tx.send(Ok(Frame::data(Bytes::from_static(b"two"))))
+                    .await
+                    .unwrap();
+                Response::new(StreamBody::new(tokio_stream(rx)).boxed())
+            }
+            "/none" => Response::builder()
+                .status(StatusCode::NO_CONTENT)
+                .body(full(""))
+                .unwrap(),
+            _ => Response::new(full("ok")),
+        }
+    })
+    .await;
+    let s = Setup::basic(upstream).await;
+    for _ in 0..3 {
+        let r = s.client.get("https://app.test/chunked").await;
+        assert_eq!((r.status, &r.body[..]), (StatusCode::OK, &b"one,two"[..]));
+        let r = s.client.get("https://app.test/none").await;
+        assert_eq!(r.status, StatusCode::NO_CONTENT);
+        let head = Request::head("https://app.test/").body(full("")).unwrap();
+        let r = s.client.send(Proto::H1, head).await;
+        assert_eq!((r.status, r.body.len()), (StatusCode::OK, 0));
+        assert_eq!(&s.client.get("https://app.test/").await.body[..], b"ok");
+    }
+    assert_eq!(
+        s.upstream
+            .connections
+            .load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "every response handed its connection back"
+    );
+}
+
+#[tokio::test]
+async fn an_abandoned_download_closes_its_upstream_connection() {
+    // The upstream streams until its connection goes away, then says so.
+    let (stopped_tx, mut stopped_rx) = mpsc::channel::<()>(1);
+    let upstream = Upstream::custom(move |req| {
+        let stopped = stopped_tx.clone();
+        async move {
+            if req.uri().path() != "/endless" {
+                return Response::new(full("ok"));
+            }
+            let (tx, rx) = mpsc::channel(1);
+            tokio::spawn(async move {
+                let chunk = Bytes::from(vec![b'x'; 16 * 1024]);
+                while tx.send(Ok(Frame::data(chunk.clone()))).await.is_ok() {}
+                let _ = stopped.send(()).await;
+            });
+            Response::new(StreamBody::new(tokio_stream(rx)).boxed())
+        }
+    })
+    .await;
+    let s = Setup::basic(upstream).await;
+    let tls = s.client.tls("app.test", Proto::H1).await.unwrap();
+    let res = send_on(tls, Proto::H1, get("https://app.test/endless")).await;
+    let mut body = res.into_body();
+    assert!(body.frame().await.unwrap().unwrap().is_data());
+    drop(body);
+    // Were the connection kept (or drained) for reuse, the stream would go
+    // on for ever.
+    tokio::time::timeout(Duration::from_secs(30), stopped_rx.recv())
+        .await
+        .expect("the gateway closed the abandoned upstream connection");
+    for _ in 0..3 {
+        assert_eq!(&s.client.get("https://app.test/").await.body[..], b"ok");
+    }
+}
+
+#[tokio::test]
+async fn an_upstream_that_closes_after_each_response_loses_no_request() {
+    // Like PHP's built-in server: one request per connection, then close.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut conn, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let mut seen = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match conn.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => seen.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = conn
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok",
+                    )
+                    .await;
+                let _ = conn.shutdown().await;
+            });
+        }
+    });
+    let s = Setup::basic(Upstream {
+        addr,
+        seen: Arc::default(),
+        connections: Arc::default(),
+    })
+    .await;
+    for i in 0..10 {
+        let r = s.client.get(&format!("https://app.test/{i}")).await;
+        assert_eq!(
+            (r.status, &r.body[..]),
+            (StatusCode::OK, &b"ok"[..]),
+            "request {i}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn uploads_stream_to_the_upstream_before_the_client_finishes() {
     // The upstream reports each request's first body chunk; the client sends
     // its second chunk only after that, so a gateway that buffered the body

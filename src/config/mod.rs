@@ -90,6 +90,8 @@ pub struct Log {
     /// A tracing filter directive such as "info" or "sessiongate=debug".
     pub level: String,
     pub access: bool,
+    /// How late a gathered access line may be written (zero: each at once).
+    pub flush_interval: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -364,7 +366,7 @@ fn read_listen(cx: &mut Ctx<'_>, root: &Section<'_, '_>) -> Listen {
 }
 
 fn read_log(cx: &mut Ctx<'_>, root: &Section<'_, '_>) -> Log {
-    let s = root.child(cx, "log", &["format", "level", "access"]);
+    let s = root.child(cx, "log", &["format", "level", "access", "flush_interval"]);
     let format = s
         .choice(
             cx,
@@ -385,10 +387,19 @@ fn read_log(cx: &mut Ctx<'_>, root: &Section<'_, '_>) -> Log {
         );
     }
     let access = s.bool(cx, "access", true);
+    let flush_interval = s.duration(cx, "flush_interval", Duration::from_secs(1));
+    if flush_interval > Duration::from_secs(60) {
+        cx.problem(
+            s.key_path("flush_interval"),
+            s.span_of("flush_interval"),
+            "access lines may wait at most 60s; write a shorter interval, or \"0s\" to write each at once".to_string(),
+        );
+    }
     Log {
         format,
         level,
         access,
+        flush_interval,
     }
 }
 
@@ -1176,8 +1187,10 @@ impl fmt::Display for Config {
         };
         writeln!(
             f,
-            "format = \"{format}\"\nlevel = \"{}\"\naccess = {}",
-            self.log.level, self.log.access
+            "format = \"{format}\"\nlevel = \"{}\"\naccess = {}\nflush_interval = {}",
+            self.log.level,
+            self.log.access,
+            d(self.log.flush_interval)
         )?;
         for s in &self.sites {
             writeln!(f, "\n[[site]]")?;
@@ -1402,6 +1415,17 @@ max_request_body = "lots"
         );
         assert!(has("site[0].max_request_body (line 10)"), "{text:#?}");
         assert_eq!(p.len(), 6, "{text:#?}");
+    }
+
+    #[test]
+    fn access_lines_wait_at_most_a_minute() {
+        let c = Config::parse(MINIMAL).unwrap();
+        assert_eq!(c.log.flush_interval, Duration::from_secs(1));
+        let c = Config::parse(&format!("{MINIMAL}\n[log]\nflush_interval = \"0s\"\n")).unwrap();
+        assert!(c.log.flush_interval.is_zero());
+        let p = problems(&format!("{MINIMAL}\n[log]\nflush_interval = \"2m\"\n"));
+        assert_eq!(p.len(), 1);
+        assert_eq!(p[0].path, "log.flush_interval");
     }
 
     #[test]

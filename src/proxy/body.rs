@@ -22,7 +22,7 @@ pub type UpstreamBody = Either<Limited<Incoming>, Either<Full<Bytes>, FormBody>>
 pub type FormBody = Filtered<Limited<Incoming>, form::Filter>;
 
 /// An HTML response cleaned as it streams.
-pub type HtmlBody = Filtered<Incoming, HtmlCleaner>;
+pub type HtmlBody = Filtered<super::ResponseBody, HtmlCleaner>;
 
 /// Called once, at the end of a body, with the number of changes made.
 pub type OnChanges = Box<dyn FnOnce(usize) + Send + Sync>;

@@ -10,38 +10,38 @@ use ipnet::IpNet;
 
 /// Connection-specific headers (RFC 9110 §7.6.1), plus the proxy credentials
 /// that the gateway never consumes and must not pass on.
-static HOP_BY_HOP: [HeaderName; 9] = [
-    header::CONNECTION,
-    HeaderName::from_static("keep-alive"),
-    HeaderName::from_static("proxy-connection"),
-    header::PROXY_AUTHENTICATE,
-    header::PROXY_AUTHORIZATION,
-    header::TE,
-    header::TRAILER,
-    header::TRANSFER_ENCODING,
-    header::UPGRADE,
+const HOP_BY_HOP: [&str; 9] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
 ];
 
 /// Headers that tell an app who the client is, what URL it asked for or which
 /// method it "really" meant. From an untrusted peer they are lies.
-static CLIENT_CLAIMS: [HeaderName; 17] = [
-    header::FORWARDED,
-    HeaderName::from_static("x-forwarded-for"),
-    HeaderName::from_static("x-forwarded-host"),
-    HeaderName::from_static("x-forwarded-proto"),
-    HeaderName::from_static("x-forwarded-port"),
-    HeaderName::from_static("x-forwarded-prefix"),
-    HeaderName::from_static("x-forwarded-server"),
-    HeaderName::from_static("x-forwarded-ssl"),
-    HeaderName::from_static("x-forwarded-scheme"),
-    HeaderName::from_static("x-real-ip"),
-    HeaderName::from_static("x-client-ip"),
-    HeaderName::from_static("true-client-ip"),
-    HeaderName::from_static("x-original-url"),
-    HeaderName::from_static("x-rewrite-url"),
-    HeaderName::from_static("x-http-method-override"),
-    HeaderName::from_static("x-http-method"),
-    HeaderName::from_static("x-method-override"),
+const CLIENT_CLAIMS: [&str; 17] = [
+    "forwarded",
+    "x-forwarded-for",
+    "x-forwarded-host",
+    "x-forwarded-proto",
+    "x-forwarded-port",
+    "x-forwarded-prefix",
+    "x-forwarded-server",
+    "x-forwarded-ssl",
+    "x-forwarded-scheme",
+    "x-real-ip",
+    "x-client-ip",
+    "true-client-ip",
+    "x-original-url",
+    "x-rewrite-url",
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
 ];
 
 pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -81,12 +81,26 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
         }
     }
     // One pass over the (few) headers present instead of a lookup per
-    // hop-by-hop name: most messages carry none of them.
-    if headers.keys().any(|k| HOP_BY_HOP.contains(k)) {
-        for name in &HOP_BY_HOP {
-            headers.remove(name);
-        }
+    // hop-by-hop name: most messages carry none of them, or only
+    // `Connection`.
+    let present: Vec<HeaderName> = headers
+        .keys()
+        .filter(|k| is_hop_by_hop(k))
+        .cloned()
+        .collect();
+    for name in present {
+        headers.remove(name);
     }
+}
+
+// Names are compared as lower-case strings (length first), far cheaper than
+// `HeaderName` comparisons; `HeaderName::as_str` is always lower case.
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    HOP_BY_HOP.contains(&name.as_str())
+}
+
+fn is_client_claim(name: &HeaderName) -> bool {
+    CLIENT_CLAIMS.contains(&name.as_str())
 }
 
 /// Whether `ip` is a configured trusted proxy.
@@ -157,10 +171,13 @@ pub fn set_forwarding_headers(
             HeaderValue::from_str(&joined).unwrap_or(peer_value)
         }
     } else {
-        if headers.keys().any(|k| CLIENT_CLAIMS.contains(k)) {
-            for name in &CLIENT_CLAIMS {
-                headers.remove(name);
-            }
+        let claims: Vec<HeaderName> = headers
+            .keys()
+            .filter(|k| is_client_claim(k))
+            .cloned()
+            .collect();
+        for name in claims {
+            headers.remove(name);
         }
         peer_value
     };

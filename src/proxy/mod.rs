@@ -21,7 +21,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
-use http::uri::{Authority, PathAndQuery, Scheme};
+use http::uri::{PathAndQuery, Scheme};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use http_body_util::{BodyExt, Either, Full, Limited};
 use hyper::body::Incoming;
@@ -43,8 +43,9 @@ use crate::tls::TlsError;
 
 /// What the gateway sends to clients: the upstream's body streamed through,
 /// or a small body of its own.
-pub type Body = Either<Either<Incoming, body::HtmlBody>, Full<Bytes>>;
+pub type Body = Either<Either<ResponseBody, body::HtmlBody>, Full<Bytes>>;
 pub use body::UpstreamBody;
+pub use upstream::ResponseBody;
 
 /// What a connection knows about itself, shared by its requests.
 #[derive(Debug)]
@@ -59,7 +60,7 @@ pub struct Gateway {
     config: Arc<Config>,
     store: Arc<MemoryStore>,
     vaults: Vec<vault::SiteVault>,
-    clients: Vec<upstream::UpstreamClient>,
+    upstreams: Vec<Arc<upstream::Pool>>,
     by_host: HashMap<String, usize>,
     default_site: Option<usize>,
 }
@@ -67,12 +68,12 @@ pub struct Gateway {
 impl Gateway {
     pub fn new(config: Arc<Config>) -> Result<Self, TlsError> {
         let mut by_host = HashMap::new();
-        let mut clients = Vec::with_capacity(config.sites.len());
+        let mut upstreams = Vec::with_capacity(config.sites.len());
         for (i, site) in config.sites.iter().enumerate() {
             for h in &site.hosts {
                 by_host.insert(h.clone(), i);
             }
-            clients.push(upstream::client(i, &site.upstream)?);
+            upstreams.push(upstream::Pool::new(i, &site.upstream)?);
         }
         let timeouts = config.sites.iter().map(|s| s.session.timeouts).collect();
         let store = Arc::new(MemoryStore::new(
@@ -97,7 +98,7 @@ impl Gateway {
             store,
             vaults,
             config,
-            clients,
+            upstreams,
             by_host,
         })
     }
@@ -129,6 +130,9 @@ impl Gateway {
                 for v in &gw.vaults {
                     v.create.prune(now);
                     v.unknown.prune(now);
+                }
+                for pool in &gw.upstreams {
+                    pool.sweep();
                 }
             }
         });
@@ -279,7 +283,9 @@ impl Gateway {
         };
         let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
         let (mut parts, body) = req.into_parts();
-        parts.uri = upstream_uri(&site.upstream.scheme, &site.upstream.authority, path)?;
+        // Origin form: the upstream is reached by its own connection, and
+        // `Host` says which site.
+        parts.uri = Uri::from(path);
         parts.version = Version::HTTP_11;
         let headers = &mut parts.headers;
         forward::remove_hop_by_hop(headers);
@@ -334,7 +340,7 @@ impl Gateway {
         // Forward.
         let sent = tokio::time::timeout(
             site.upstream.response_timeout,
-            self.clients[site_index].request(upstream_req),
+            self.upstreams[site_index].send(upstream_req),
         )
         .await;
         let mut res = match sent {
@@ -432,23 +438,10 @@ fn effective_host(req: &Request<Incoming>) -> Option<HeaderValue> {
     Some(host.clone())
 }
 
-fn upstream_uri(
-    scheme: &Scheme,
-    authority: &Authority,
-    path: PathAndQuery,
-) -> Result<Uri, ProxyError> {
-    Uri::builder()
-        .scheme(scheme.clone())
-        .authority(authority.clone())
-        .path_and_query(path)
-        .build()
-        .map_err(|_| ProxyError::BadTarget)
-}
-
 /// Whether a response is an HTML document the cleaner can read: `text/html`
 /// with a body and no content coding (the gateway asks for none, see
 /// `wants_html`).
-fn has_html_body(method: &Method, res: &Response<Incoming>) -> bool {
+fn has_html_body<B>(method: &Method, res: &Response<B>) -> bool {
     let status = res.status();
     if *method == Method::HEAD
         || status.is_informational()
@@ -542,7 +535,7 @@ async fn form_body(
 }
 
 /// Names the failure of the upstream call.
-fn classify(e: hyper_util::client::legacy::Error) -> ProxyError {
+fn classify(e: upstream::UpstreamError) -> ProxyError {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
     while let Some(err) = source {
         if err.is::<http_body_util::LengthLimitError>() {
@@ -558,10 +551,9 @@ fn classify(e: hyper_util::client::legacy::Error) -> ProxyError {
         }
         source = err.source();
     }
-    if e.is_connect() {
-        ProxyError::UpstreamConnect(e.into())
-    } else {
-        ProxyError::Upstream(e.into())
+    match e {
+        upstream::UpstreamError::Connect(_) => ProxyError::UpstreamConnect(e.into()),
+        upstream::UpstreamError::Http(_) => ProxyError::Upstream(e.into()),
     }
 }
 

@@ -1,36 +1,295 @@
-//! The pooled HTTP/1.1 client to a site's upstream.
+//! The connections to a site's upstream: HTTP/1.1 keep-alive, pooled.
+//!
+//! A small pool of our own on hyper's connection API rather than
+//! hyper-util's general client: one upstream per site needs no pool keys
+//! (hashed per request there), no racing of a checkout against a connect,
+//! and no task spawned per request to wait until a connection is free again.
+//! A connection goes back to the pool when the response body it carries has
+//! been read to its end (see [`ResponseBody`]); one whose body was abandoned
+//! is closed, as the unread rest of that response would poison the next.
 
-use std::time::Duration;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use bytes::Bytes;
+use http::uri::Scheme;
+use http::{Request, Response, StatusCode};
+use http_body::{Body as HttpBody, Frame, SizeHint};
+use hyper::body::Incoming;
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper_util::rt::TokioIo;
+use rustls::pki_types::ServerName;
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
 
 use super::UpstreamBody;
 use crate::config::Upstream;
 use crate::tls::{TlsError, upstream_client_config};
 
-pub type UpstreamClient = Client<HttpsConnector<HttpConnector>, UpstreamBody>;
+/// Why a request got no response from the upstream.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("cannot connect to the upstream")]
+    Connect(#[source] io::Error),
+    #[error("upstream connection failed")]
+    Http(#[source] hyper::Error),
+}
 
-/// Builds the client: keep-alive pool, connect timeout, TCP_NODELAY, and for
-/// `https://` a verifying rustls config.
-pub fn client(site: usize, up: &Upstream) -> Result<UpstreamClient, TlsError> {
-    let mut http = HttpConnector::new();
-    http.enforce_http(false);
-    http.set_nodelay(true);
-    http.set_connect_timeout(Some(up.connect_timeout));
-    http.set_keepalive(Some(Duration::from_secs(60)));
-    let tls = upstream_client_config(site, up.ca.as_deref())?;
-    let connector = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(tls)
-        .https_or_http()
-        .enable_http1()
-        .wrap_connector(http);
-    Ok(Client::builder(TokioExecutor::new())
-        .pool_timer(TokioTimer::new())
-        .timer(TokioTimer::new())
-        .pool_idle_timeout(up.pool_idle_timeout)
-        .pool_max_idle_per_host(up.pool_max_idle)
-        .build(connector))
+/// One site's upstream: where it is, how to reach it, its idle connections.
+pub struct Pool {
+    host: String,
+    port: u16,
+    /// For an `https://` upstream: the verifying TLS client and the name to
+    /// verify.
+    tls: Option<(TlsConnector, ServerName<'static>)>,
+    connect_timeout: Duration,
+    idle_timeout: Duration,
+    max_idle: usize,
+    idle: Mutex<Vec<Idle>>,
+}
+
+struct Idle {
+    tx: SendRequest<UpstreamBody>,
+    since: Instant,
+}
+
+/// A connection lent out for one request, returned by its response body.
+struct Lent {
+    pool: Arc<Pool>,
+    tx: SendRequest<UpstreamBody>,
+}
+
+impl Pool {
+    /// Builds the pool: keep-alive, connect timeout, TCP_NODELAY, and for
+    /// `https://` a verifying rustls client (ALPN http/1.1 only).
+    pub fn new(site: usize, up: &Upstream) -> Result<Arc<Pool>, TlsError> {
+        let https = up.scheme == Scheme::HTTPS;
+        let host = up.authority.host();
+        // An IPv6 literal comes bracketed in the authority.
+        let host = host
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(host)
+            .to_string();
+        let port = up
+            .authority
+            .port_u16()
+            .unwrap_or(if https { 443 } else { 80 });
+        let tls = if https {
+            let mut config = upstream_client_config(site, up.ca.as_deref())?;
+            config.alpn_protocols = vec![b"http/1.1".to_vec()];
+            let name = ServerName::try_from(host.clone()).map_err(|e| TlsError::UpstreamName {
+                site,
+                why: e.to_string(),
+            })?;
+            Some((TlsConnector::from(Arc::new(config)), name))
+        } else {
+            None
+        };
+        Ok(Arc::new(Pool {
+            host,
+            port,
+            tls,
+            connect_timeout: up.connect_timeout,
+            idle_timeout: up.pool_idle_timeout,
+            max_idle: up.pool_max_idle,
+            idle: Mutex::new(Vec::new()),
+        }))
+    }
+
+    /// Sends a request (origin-form target, Host set) and returns the
+    /// response head; its body hands the connection back when read to the
+    /// end. A request that never left (the pooled connection had just been
+    /// closed by the upstream) is sent again once, on a new connection.
+    pub async fn send(
+        self: &Arc<Self>,
+        mut req: Request<UpstreamBody>,
+    ) -> Result<Response<ResponseBody>, UpstreamError> {
+        let mut fresh = false;
+        loop {
+            let mut tx = match self.checkout() {
+                Some(tx) if !fresh => tx,
+                _ => {
+                    fresh = true;
+                    self.connect().await?
+                }
+            };
+            match tx.try_send_request(req).await {
+                Ok(res) => {
+                    // After 101 the connection belongs to the tunnel.
+                    let lent = (res.status() != StatusCode::SWITCHING_PROTOCOLS).then(|| Lent {
+                        pool: self.clone(),
+                        tx,
+                    });
+                    return Ok(res.map(|inner| ResponseBody {
+                        inner,
+                        lent,
+                        ended: false,
+                    }));
+                }
+                Err(mut e) => match e.take_message() {
+                    Some(unsent) if !fresh => {
+                        req = unsent;
+                        fresh = true;
+                    }
+                    _ => return Err(UpstreamError::Http(e.into_error())),
+                },
+            }
+        }
+    }
+
+    /// The most recently used idle connection that is ready; closed and
+    /// expired ones are dropped on the way, ones still finishing their last
+    /// response are left for later.
+    fn checkout(&self) -> Option<SendRequest<UpstreamBody>> {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        let mut i = idle.len();
+        while i > 0 {
+            i -= 1;
+            let c = &idle[i];
+            if c.tx.is_closed() || c.since.elapsed() > self.idle_timeout {
+                idle.swap_remove(i);
+            } else if c.tx.is_ready() {
+                return Some(idle.swap_remove(i).tx);
+            }
+        }
+        None
+    }
+
+    fn checkin(&self, tx: SendRequest<UpstreamBody>) {
+        if tx.is_closed() {
+            return;
+        }
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        if idle.len() < self.max_idle {
+            idle.push(Idle {
+                tx,
+                since: Instant::now(),
+            });
+        }
+    }
+
+    /// Closes idle connections past the idle timeout (from the sweeper).
+    pub fn sweep(&self) {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        idle.retain(|c| !c.tx.is_closed() && c.since.elapsed() <= self.idle_timeout);
+    }
+
+    async fn connect(&self) -> Result<SendRequest<UpstreamBody>, UpstreamError> {
+        let tcp = tokio::time::timeout(self.connect_timeout, self.connect_tcp())
+            .await
+            .map_err(|_| {
+                UpstreamError::Connect(io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))
+            })??;
+        let _ = tcp.set_nodelay(true);
+        let keepalive = socket2::TcpKeepalive::new().with_time(Duration::from_secs(60));
+        let _ = socket2::SockRef::from(&tcp).set_tcp_keepalive(&keepalive);
+        let builder = http1::Builder::new();
+        match &self.tls {
+            None => {
+                let (tx, conn) = builder
+                    .handshake(TokioIo::new(tcp))
+                    .await
+                    .map_err(UpstreamError::Http)?;
+                tokio::spawn(drive(conn.with_upgrades()));
+                Ok(tx)
+            }
+            Some((connector, name)) => {
+                let tls = tokio::time::timeout(
+                    self.connect_timeout,
+                    connector.connect(name.clone(), tcp),
+                )
+                .await
+                .map_err(|_| {
+                    UpstreamError::Connect(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "TLS handshake timed out",
+                    ))
+                })?
+                .map_err(UpstreamError::Connect)?;
+                let (tx, conn) = builder
+                    .handshake(TokioIo::new(tls))
+                    .await
+                    .map_err(UpstreamError::Http)?;
+                tokio::spawn(drive(conn.with_upgrades()));
+                Ok(tx)
+            }
+        }
+    }
+
+    /// The first address that accepts, in the resolver's order.
+    async fn connect_tcp(&self) -> Result<TcpStream, UpstreamError> {
+        let addrs: Vec<SocketAddr> = match self.host.parse() {
+            Ok(ip) => vec![SocketAddr::new(ip, self.port)],
+            Err(_) => tokio::net::lookup_host((self.host.as_str(), self.port))
+                .await
+                .map_err(UpstreamError::Connect)?
+                .collect(),
+        };
+        let mut last = io::Error::new(io::ErrorKind::NotFound, "no address for the upstream host");
+        for addr in addrs {
+            match TcpStream::connect(addr).await {
+                Ok(s) => return Ok(s),
+                Err(e) => last = e,
+            }
+        }
+        Err(UpstreamError::Connect(last))
+    }
+}
+
+/// Runs one upstream connection until it closes.
+async fn drive<F: std::future::Future<Output = hyper::Result<()>>>(conn: F) {
+    if let Err(e) = conn.await {
+        tracing::debug!(error = %e, "upstream connection ended");
+    }
+}
+
+/// An upstream response body; it returns its connection to the pool once
+/// read to the end.
+pub struct ResponseBody {
+    inner: Incoming,
+    lent: Option<Lent>,
+    ended: bool,
+}
+
+impl HttpBody for ResponseBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(None) => self.ended = true,
+            Poll::Ready(Some(Err(_))) => self.lent = None,
+            _ => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for ResponseBody {
+    fn drop(&mut self) {
+        // A body read to its end (or one that had none) leaves the
+        // connection ready for the next request; any other is closed with it.
+        if let Some(lent) = self.lent.take()
+            && (self.ended || self.inner.is_end_stream())
+        {
+            lent.pool.checkin(lent.tx);
+        }
+    }
 }
