@@ -134,7 +134,11 @@ pub async fn serve(
                 let service = service_fn(move |req: Request<Incoming>| {
                     let gateway = gateway.clone();
                     let info = info.clone();
-                    async move { Ok::<_, Infallible>(gateway.handle(req, &info).await) }
+                    // Boxed: the request's future is large, and hyper and
+                    // tokio would otherwise move it several times (into the
+                    // h2 stream task, into the task cell); boxed, it is
+                    // allocated once and never copied.
+                    Box::pin(async move { Ok::<_, Infallible>(gateway.handle(req, &info).await) })
                 });
                 let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
                 drive(conn, |c| c.graceful_shutdown(), stop, peer).await;

@@ -175,14 +175,15 @@ tree_pids() {
     cat /proc/"$p"/task/*/children 2>/dev/null | tr ' ' '\n' | grep . || true
 }
 
-cpu_ticks() {   # utime + stime of the processes, in clock ticks
-    local sum=0 p rest
+cpu_ticks() {   # "utime+stime stime" of the processes, in clock ticks
+    local sum=0 sys=0 p rest
     for p in "$@"; do
         rest=$(sed 's/^.*) //' /proc/"$p"/stat 2>/dev/null) || continue
         set -- $rest
         sum=$((sum + ${12} + ${13}))   # fields 14 and 15 of stat
+        sys=$((sys + ${13}))
     done
-    echo "$sum"
+    echo "$sum $sys"
 }
 
 # ---------------------------------------------------------------- backend
@@ -355,7 +356,7 @@ run_load() {   # run_load TARGET PROTO(h1|h2|big) ROUND (ROUND "perf": profile, 
         PERF_PIDS+=" $!"
         sleep 0.5
     fi
-    t0=$(cpu_ticks $pids)
+    read -r t0 s0 < <(cpu_ticks $pids)
     case $proto in
     h1)
         taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d"${DURATION}s" -s "$HERE/wrk-report.lua" \
@@ -374,7 +375,7 @@ run_load() {   # run_load TARGET PROTO(h1|h2|big) ROUND (ROUND "perf": profile, 
     LOAD_PID=$!
     wait "$LOAD_PID" || die "$target $proto: load generator failed: $(tail -3 "$out")"
     LOAD_PID=""
-    t1=$(cpu_ticks $pids)
+    read -r t1 s1 < <(cpu_ticks $pids)
     [[ $target == direct ]] && pin_backend "$LOAD_CPU"
     if [[ -n $PERF_PIDS ]]; then
         kill -INT $PERF_PIDS 2>/dev/null || true
@@ -430,12 +431,12 @@ run_load() {   # run_load TARGET PROTO(h1|h2|big) ROUND (ROUND "perf": profile, 
     fi
     ((errs == 0)) || log "warning: $target $proto round $round: $errs failed requests"
     awk -v t="$target" -v p="$proto" -v r="$round" -v n="$req" -v s="$secs" -v a="$p50" -v b="$p99" \
-        -v c=$((t1 - t0)) -v hz="$CLK_TCK" -v by="${bytes:-0}" -v e="$errs" 'BEGIN {
-        printf "%s\t%s\t%d\t%d\t%.1f\t%d\t%d\t%.2f\t%.1f\t%d\n", t, p, r, n, n / s, a, b,
-            c / hz * 1e6 / n, by / 1048576 / s, e }' >> "$RESULTS"
+        -v c=$((t1 - t0)) -v k=$((s1 - s0)) -v hz="$CLK_TCK" -v by="${bytes:-0}" -v e="$errs" 'BEGIN {
+        printf "%s\t%s\t%d\t%d\t%.1f\t%d\t%d\t%.2f\t%.1f\t%d\t%.2f\n", t, p, r, n, n / s, a, b,
+            c / hz * 1e6 / n, by / 1048576 / s, e, k / hz * 1e6 / n }' >> "$RESULTS"
     tail -1 "$RESULTS" | awk -F'\t' '{
         if ($2 == "big") printf "  %-9s %-3s round %d: %8.1f MiB/s  cpu %8.1f us/req\n", $1, $2, $3, $9, $8
-        else printf "  %-9s %-3s round %d: %8.0f req/s  p50 %6d us  p99 %6d us  cpu %6.2f us/req\n", $1, $2, $3, $5, $6, $7, $8
+        else printf "  %-9s %-3s round %d: %8.0f req/s  p50 %6d us  p99 %6d us  cpu %6.2f us/req (kernel %.2f)\n", $1, $2, $3, $5, $6, $7, $8, $11
     }' >&2
     sleep 1
 }
@@ -526,20 +527,20 @@ cp "$RESULTS" "$T/results-final.tsv"
 echo
 echo "sessiongate load benchmark: $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) CPUs ($(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)), TLSv1.3 $CIPHER"
 echo "proxy on CPU $PROXY_CPU (one worker/thread), load generator and backend on CPU $LOAD_CPU; medians of $ROUNDS rounds"
-echo "spread = (max - min) / median of req/s; cpu = server utime+stime / completed requests"
+echo "spread = (max - min) / median of req/s; cpu = server utime+stime / completed requests, kernel = its stime part"
 echo "x direct, x nginx = req/s ratio; cpu/nginx, cpu/haproxy = CPU-per-request ratio"
 awk -F'\t' -v order="$ONLY" '
 function sortn(a, k,   i, j, v) { for (i = 2; i <= k; i++) { v = a[i] + 0; for (j = i - 1; j >= 1 && a[j] + 0 > v; j--) a[j + 1] = a[j]; a[j + 1] = v } }
 function median(s,   a, k, m) { k = split(s, a, " "); sortn(a, k); m = int((k + 1) / 2); return (k % 2) ? a[m] : (a[m] + a[m + 1]) / 2 }
 function minmax(s,   a, k, i, lo, hi) { k = split(s, a, " "); lo = hi = a[1]; for (i = 2; i <= k; i++) { if (a[i] < lo) lo = a[i]; if (a[i] > hi) hi = a[i] }; return hi - lo }
 function r(a, b) { return (b > 0) ? sprintf("%.2f", a / b) : "-" }
-{ k = $1 SUBSEP $2; rps[k] = rps[k] " " $5; p50[k] = p50[k] " " $6; p99[k] = p99[k] " " $7; cpu[k] = cpu[k] " " $8; mib[k] = mib[k] " " $9; err[k] += $10 }
+{ k = $1 SUBSEP $2; rps[k] = rps[k] " " $5; p50[k] = p50[k] " " $6; p99[k] = p99[k] " " $7; cpu[k] = cpu[k] " " $8; mib[k] = mib[k] " " $9; err[k] += $10; ker[k] = ker[k] " " $11 }
 END {
     nt = split(order, ts, " ")
     for (pi = 1; pi <= 2; pi++) {
         p = (pi == 1) ? "h1" : "h2"
         printf "\n%s\n", (p == "h1") ? "HTTP/1.1 keep-alive (wrk), GET / (1 KiB, 2 Set-Cookie)" : "HTTP/2 (h2load), GET / (1 KiB, 2 Set-Cookie)"
-        printf "%-10s %9s %7s %8s %8s %9s %8s %8s %9s %11s %6s\n", "server", "req/s", "spread", "p50 ms", "p99 ms", "cpu us/req", "x direct", "x nginx", "cpu/nginx", "cpu/haproxy", "errors"
+        printf "%-10s %9s %7s %8s %8s %9s %7s %8s %8s %9s %11s %6s\n", "server", "req/s", "spread", "p50 ms", "p99 ms", "cpu us/req", "kernel", "x direct", "x nginx", "cpu/nginx", "cpu/haproxy", "errors"
         for (i = 1; i <= nt; i++) {
             t = ts[i]; k = t SUBSEP p
             if (!(k in rps)) continue
@@ -548,8 +549,8 @@ END {
             mn = ((("nginx" SUBSEP p) in rps)) ? median(rps["nginx" SUBSEP p]) : 0
             cn = ((("nginx" SUBSEP p) in cpu)) ? median(cpu["nginx" SUBSEP p]) : 0
             ch = ((("haproxy" SUBSEP p) in cpu)) ? median(cpu["haproxy" SUBSEP p]) : 0
-            printf "%-10s %9.0f %6.1f%% %8.2f %8.2f %10.2f %8s %8s %9s %11s %6d\n", t, m, 100 * minmax(rps[k]) / m,
-                median(p50[k]) / 1000, median(p99[k]) / 1000, c, r(m, md), r(m, mn), r(c, cn), r(c, ch), err[k]
+            printf "%-10s %9.0f %6.1f%% %8.2f %8.2f %10.2f %7.2f %8s %8s %9s %11s %6d\n", t, m, 100 * minmax(rps[k]) / m,
+                median(p50[k]) / 1000, median(p99[k]) / 1000, c, median(ker[k]), r(m, md), r(m, mn), r(c, cn), r(c, ch), err[k]
         }
     }
     printf "\n/big (1 MiB, HTTP/1.1, wrk -c'"$BIG_CONNS"')\n"
@@ -564,7 +565,7 @@ END {
     }
 }' "$RESULTS"
 echo
-echo "raw rows (server proto round requests req/s p50_us p99_us cpu_us/req MiB/s errors):"
+echo "raw rows (server proto round requests req/s p50_us p99_us cpu_us/req MiB/s errors kernel_us/req):"
 cat "$RESULTS"
 } | tee "${OUT:-/dev/null}"
 log "done in $(($(date +%s) - STARTED)) s"
