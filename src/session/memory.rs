@@ -24,24 +24,109 @@ use super::{Bind, Created, Expiry, Lookup, StoreError, Timeouts, VaultCookie, pa
 /// Seconds since the store's epoch, plus one: 0 means "never" or "none".
 type Secs = u32;
 
-/// A vaulted cookie in one allocation: name, value and path back to back.
-struct Entry {
-    bytes: Box<[u8]>,
-    name_len: u16,
-    value_len: u16,
+/// A session's vaulted cookies, all in one allocation: for each, its name,
+/// value and path lengths and its expiry (LEB128 varints: 4 bytes for a
+/// typical session cookie), then its name, value and path. One small
+/// allocation per session instead of one per cookie plus an array (issue 7:
+/// bytes per session).
+#[derive(Default)]
+struct Vault(Box<[u8]>);
+
+/// One vaulted cookie, read in place.
+#[derive(Clone, Copy)]
+struct Cookie<'a> {
+    name: &'a [u8],
+    value: &'a [u8],
+    path: &'a [u8],
     /// Its own expiry, or 0.
     expires: Secs,
 }
 
-impl Entry {
-    fn name(&self) -> &[u8] {
-        &self.bytes[..self.name_len as usize]
+fn put_varint(out: &mut Vec<u8>, mut v: u32) {
+    while v >= 0x80 {
+        out.push(v as u8 | 0x80);
+        v >>= 7;
     }
-    fn value(&self) -> &[u8] {
-        &self.bytes[self.name_len as usize..(self.name_len + self.value_len) as usize]
+    out.push(v as u8);
+}
+
+fn get_varint(b: &[u8], at: &mut usize) -> Option<u32> {
+    let mut v = 0u32;
+    for shift in (0..35).step_by(7) {
+        let byte = *b.get(*at)?;
+        *at += 1;
+        v |= u32::from(byte & 0x7f) << shift;
+        if byte < 0x80 {
+            return Some(v);
+        }
     }
-    fn path(&self) -> &[u8] {
-        &self.bytes[(self.name_len + self.value_len) as usize..]
+    None
+}
+
+impl Vault {
+    fn iter(&self) -> impl Iterator<Item = Cookie<'_>> {
+        let b = &self.0;
+        let mut at = 0;
+        std::iter::from_fn(move || {
+            let n = get_varint(b, &mut at)? as usize;
+            let v = get_varint(b, &mut at)? as usize;
+            let p = get_varint(b, &mut at)? as usize;
+            let expires = get_varint(b, &mut at)?;
+            let c = Cookie {
+                name: b.get(at..at + n)?,
+                value: b.get(at + n..at + n + v)?,
+                path: b.get(at + n + v..at + n + v + p)?,
+                expires,
+            };
+            at += n + v + p;
+            Some(c)
+        })
+    }
+
+    fn push(out: &mut Vec<u8>, name: &[u8], value: &[u8], path: &[u8], expires: Secs) {
+        for len in [name.len(), value.len(), path.len()] {
+            // Each under 64 KiB: checked before anything is stored.
+            put_varint(out, len as u32);
+        }
+        put_varint(out, expires);
+        out.extend_from_slice(name);
+        out.extend_from_slice(value);
+        out.extend_from_slice(path);
+    }
+
+    /// The cookies `drop` says no to.
+    fn without(&self, drop: impl Fn(&Cookie<'_>) -> bool) -> Vault {
+        let mut out = Vec::with_capacity(self.0.len());
+        for c in self.iter().filter(|c| !drop(c)) {
+            Vault::push(&mut out, c.name, c.value, c.path, c.expires);
+        }
+        // Copied out at its exact size: shrinking in place would keep the
+        // larger block.
+        Vault(out.as_slice().into())
+    }
+
+    /// With `new` in place of the cookie of the same name and path (which
+    /// keeps its place, as a browser keeps the creation time of a replaced
+    /// cookie), or added last.
+    fn with(&self, new: &VaultCookie, expires: Secs) -> Vault {
+        let mut out = Vec::with_capacity(
+            self.0.len() + 20 + new.name.len() + new.value.len() + new.path.len(),
+        );
+        let mut placed = false;
+        for c in self.iter() {
+            if !placed && c.name == &*new.name && c.path == &*new.path {
+                Vault::push(&mut out, &new.name, &new.value, &new.path, expires);
+                placed = true;
+            } else {
+                Vault::push(&mut out, c.name, c.value, c.path, c.expires);
+            }
+        }
+        if !placed {
+            Vault::push(&mut out, &new.name, &new.value, &new.path, expires);
+        }
+        // Copied out at its exact size: shrinking in place would keep the
+        // larger block.
+        Vault(out.as_slice().into())
     }
 }
 
@@ -53,7 +138,7 @@ struct Session {
     /// When it logged in, or 0.
     authenticated: Secs,
     token: TokenKey,
-    vault: Box<[Entry]>,
+    vault: Vault,
 }
 
 /// A token entry: a live session id, or (high bit set) a tombstone with the
@@ -94,10 +179,14 @@ impl MemoryStore {
         max_sessions: usize,
         tombstone_ttl: Duration,
     ) -> MemoryStore {
+        // Sized for the configured bound up front: no table is rebuilt
+        // (and briefly held twice, and locked meanwhile) as sessions come in.
+        // Only the tables' control bytes are touched now (about 6 MiB for a
+        // million sessions); the rest is paged in as sessions arrive.
         MemoryStore {
-            sessions: DashMap::new(),
-            tokens: DashMap::new(),
-            backend: DashMap::new(),
+            sessions: DashMap::with_capacity(max_sessions),
+            tokens: DashMap::with_capacity(max_sessions),
+            backend: DashMap::with_capacity(max_sessions),
             next_id: AtomicU64::new(1),
             epoch: Instant::now(),
             wall_epoch: SystemTime::now(),
@@ -162,9 +251,9 @@ impl MemoryStore {
     fn destroy(&self, id: u64) -> Option<(u16, TokenKey)> {
         let (_, s) = self.sessions.remove(&id)?;
         self.tokens.remove(&s.token);
-        for c in &*s.vault {
+        for c in s.vault.iter() {
             self.backend
-                .remove_if(&backend_key(s.site, c.name(), c.value()), |_, owner| {
+                .remove_if(&backend_key(s.site, c.name, c.value), |_, owner| {
                     *owner == id
                 });
         }
@@ -210,7 +299,7 @@ impl MemoryStore {
                 last_seen: now,
                 authenticated: 0,
                 token: key,
-                vault: Box::new([]),
+                vault: Vault::default(),
             },
         );
         self.tokens.insert(key, id);
@@ -264,42 +353,43 @@ impl MemoryStore {
         let Some(mut s) = self.sessions.get_mut(&id) else {
             return;
         };
-        if s.vault.iter().any(|c| c.expires != 0 && c.expires <= now) {
+        let expired = |c: &Cookie<'_>| c.expires != 0 && c.expires <= now;
+        if s.vault.iter().any(|c| expired(&c)) {
             let site = s.site;
-            let (keep, gone): (Vec<Entry>, Vec<Entry>) = std::mem::take(&mut s.vault)
-                .into_vec()
-                .into_iter()
-                .partition(|c| c.expires == 0 || now < c.expires);
-            s.vault = keep.into_boxed_slice();
-            for c in gone {
-                self.backend
-                    .remove_if(&backend_key(site, c.name(), c.value()), |_, owner| {
-                        *owner == id
-                    });
+            let gone: Vec<BackendKey> = s
+                .vault
+                .iter()
+                .filter(expired)
+                .map(|c| backend_key(site, c.name, c.value))
+                .collect();
+            s.vault = s.vault.without(expired);
+            for key in gone {
+                self.backend.remove_if(&key, |_, owner| *owner == id);
             }
         }
-        let mut emit = |c: &Entry| {
+        let mut emit = |c: &Cookie<'_>| {
             if !out.is_empty() {
                 out.extend_from_slice(b"; ");
             }
-            out.extend_from_slice(c.name());
+            out.extend_from_slice(c.name);
             out.push(b'=');
-            out.extend_from_slice(c.value());
+            out.extend_from_slice(c.value);
         };
-        match &*s.vault {
-            [] => {}
-            [only] => {
-                if path_matches(path.as_bytes(), only.path()) {
-                    emit(only);
-                }
-            }
-            many => {
-                let mut order: Vec<&Entry> = many
-                    .iter()
-                    .filter(|c| path_matches(path.as_bytes(), c.path()))
-                    .collect();
-                order.sort_by_key(|c| std::cmp::Reverse(c.path().len()));
-                for c in order {
+        let mut matching = s
+            .vault
+            .iter()
+            .filter(|c| path_matches(path.as_bytes(), c.path));
+        let Some(first) = matching.next() else {
+            return;
+        };
+        match matching.next() {
+            None => emit(&first),
+            Some(second) => {
+                let mut order = vec![first, second];
+                order.extend(matching);
+                // Stable: equal paths keep the order they were stored in.
+                order.sort_by_key(|c| std::cmp::Reverse(c.path.len()));
+                for c in &order {
                     emit(c);
                 }
             }
@@ -310,19 +400,32 @@ impl MemoryStore {
     /// `unique`, a value that already belongs to another live session is kept
     /// by neither. Stateless cookies (`unique == false`) are not indexed.
     pub fn bind(&self, id: u64, cookie: VaultCookie, unique: bool) -> Bind {
+        if [&cookie.name, &cookie.value, &cookie.path]
+            .iter()
+            .any(|part| u16::try_from(part.len()).is_err())
+        {
+            // Browsers refuse cookies over 4096 bytes; so does the vault
+            // (before anything is indexed).
+            return Bind::Gone;
+        }
         let expires = cookie.expires.map_or(0, |e| self.secs(e));
         let site = {
             let Some(mut s) = self.sessions.get_mut(&id) else {
                 return Bind::Gone;
             };
-            // Apps re-send the same cookie on every response: refresh its
-            // expiry in place, no hashing, no allocation.
-            if let Some(same) = s.vault.iter_mut().find(|c| {
-                c.name() == &*cookie.name
-                    && c.path() == &*cookie.path
-                    && c.value() == &*cookie.value
-            }) {
-                same.expires = expires;
+            // Apps re-send the same cookie on every response: no hashing,
+            // and nothing at all unless its expiry moved.
+            let same = s
+                .vault
+                .iter()
+                .find(|c| {
+                    c.name == &*cookie.name && c.path == &*cookie.path && c.value == &*cookie.value
+                })
+                .map(|c| c.expires);
+            if let Some(stored) = same {
+                if stored != expires {
+                    s.vault = s.vault.with(&cookie, expires);
+                }
                 return Bind::Stored;
             }
             s.site
@@ -340,14 +443,11 @@ impl MemoryStore {
                     if let Some(mut s) = self.sessions.get_mut(&sid)
                         && s.vault
                             .iter()
-                            .any(|c| c.name() == &*cookie.name && c.value() == &*cookie.value)
+                            .any(|c| c.name == &*cookie.name && c.value == &*cookie.value)
                     {
-                        let kept: Vec<Entry> = std::mem::take(&mut s.vault)
-                            .into_vec()
-                            .into_iter()
-                            .filter(|c| !(c.name() == &*cookie.name && c.value() == &*cookie.value))
-                            .collect();
-                        s.vault = kept.into_boxed_slice();
+                        s.vault = s
+                            .vault
+                            .without(|c| c.name == &*cookie.name && c.value == &*cookie.value);
                     }
                 }
                 return Bind::Conflict { other };
@@ -361,43 +461,18 @@ impl MemoryStore {
     }
 
     fn store_cookie(&self, id: u64, site: u16, cookie: VaultCookie) -> Bind {
-        let (Ok(name_len), Ok(value_len)) = (
-            u16::try_from(cookie.name.len()),
-            u16::try_from(cookie.value.len()),
-        ) else {
-            // Browsers refuse cookies over 4096 bytes; so does the vault.
-            return Bind::Gone;
-        };
         let expires = cookie.expires.map_or(0, |e| self.secs(e));
-        let mut bytes =
-            Vec::with_capacity(cookie.name.len() + cookie.value.len() + cookie.path.len());
-        bytes.extend_from_slice(&cookie.name);
-        bytes.extend_from_slice(&cookie.value);
-        bytes.extend_from_slice(&cookie.path);
-        let entry = Entry {
-            bytes: bytes.into_boxed_slice(),
-            name_len,
-            value_len,
-            expires,
-        };
         let Some(mut s) = self.sessions.get_mut(&id) else {
             return Bind::Gone;
         };
-        let mut replaced = None;
-        if let Some(slot) = s
+        let replaced = s
             .vault
-            .iter_mut()
-            .find(|c| c.name() == &*cookie.name && c.path() == &*cookie.path)
-        {
-            if slot.value() != &*cookie.value {
-                replaced = Some(backend_key(site, slot.name(), slot.value()));
-            }
-            *slot = entry;
-        } else {
-            let mut v = std::mem::take(&mut s.vault).into_vec();
-            v.push(entry);
-            s.vault = v.into_boxed_slice();
-        }
+            .iter()
+            .find(|c| {
+                c.name == &*cookie.name && c.path == &*cookie.path && c.value != &*cookie.value
+            })
+            .map(|c| backend_key(site, c.name, c.value));
+        s.vault = s.vault.with(&cookie, expires);
         drop(s);
         if let Some(old) = replaced {
             self.backend.remove_if(&old, |_, owner| *owner == id);
@@ -410,21 +485,21 @@ impl MemoryStore {
         let Some(mut s) = self.sessions.get_mut(&id) else {
             return;
         };
-        if !s.vault.iter().any(|c| c.name() == name && c.path() == path) {
+        let hit = |c: &Cookie<'_>| c.name == name && c.path == path;
+        if !s.vault.iter().any(|c| hit(&c)) {
             return;
         }
         let site = s.site;
-        let (gone, keep): (Vec<Entry>, Vec<Entry>) = std::mem::take(&mut s.vault)
-            .into_vec()
-            .into_iter()
-            .partition(|c| c.name() == name && c.path() == path);
-        s.vault = keep.into_boxed_slice();
+        let gone: Vec<BackendKey> = s
+            .vault
+            .iter()
+            .filter(hit)
+            .map(|c| backend_key(site, c.name, c.value))
+            .collect();
+        s.vault = s.vault.without(hit);
         drop(s);
-        for c in gone {
-            self.backend
-                .remove_if(&backend_key(site, c.name(), c.value()), |_, owner| {
-                    *owner == id
-                });
+        for key in gone {
+            self.backend.remove_if(&key, |_, owner| *owner == id);
         }
     }
 

@@ -342,6 +342,46 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn the_packed_vault_keeps_long_cookies_order_and_expiry() {
+        let s = store(10);
+        let c = s.create(0, Instant::now()).unwrap();
+        // Lengths past one varint byte (127) and past 16 KiB of the store's
+        // seconds.
+        let long = "v".repeat(300);
+        let path = format!("/{}", "p".repeat(200));
+        s.bind(c.id, cookie("A", "1", "/"), true);
+        s.bind(c.id, cookie("B", &long, "/"), true);
+        s.bind(c.id, cookie("C", "3", &path), true);
+        assert_eq!(
+            injected(&s, c.id, &path),
+            format!("C=3; A=1; B={long}"),
+            "longest path first, equal paths in the order stored"
+        );
+        // A replaced cookie keeps its place among equal paths.
+        s.bind(c.id, cookie("A", "1b", "/"), true);
+        assert_eq!(injected(&s, c.id, "/"), format!("A=1b; B={long}"));
+        // Re-sent with a later expiry: refreshed, still there past the first.
+        tokio::time::advance(Duration::from_secs(20_000)).await;
+        let mut k = cookie("B", &long, "/");
+        k.expires = Some(Instant::now() + Duration::from_secs(10));
+        s.bind(c.id, k, true);
+        let mut k = cookie("B", &long, "/");
+        k.expires = Some(Instant::now() + Duration::from_secs(100));
+        s.bind(c.id, k, true);
+        tokio::time::advance(Duration::from_secs(50)).await;
+        assert_eq!(injected(&s, c.id, "/"), format!("A=1b; B={long}"));
+        tokio::time::advance(Duration::from_secs(51)).await;
+        assert_eq!(injected(&s, c.id, "/"), "A=1b");
+        // Over 64 KiB a part cannot be stored (browsers stop at 4 KiB).
+        let huge = "h".repeat(70_000);
+        assert!(matches!(
+            s.bind(c.id, cookie("H", &huge, "/"), true),
+            Bind::Gone
+        ));
+        assert_eq!(injected(&s, c.id, "/"), "A=1b");
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn vaulted_cookies_expire_on_their_own() {
         let s = store(10);
         let c = s.create(0, Instant::now()).unwrap();
