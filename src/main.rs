@@ -7,13 +7,6 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand};
 use sessiongate::{Config, Listeners, RunOptions, config::ConfigError};
 
-/// mimalloc: the gateway allocates and frees many small buffers per request
-/// (headers, cookie lines); mimalloc does that in fewer instructions than
-/// glibc's malloc and keeps no per-block header, which also makes a stored
-/// session smaller (issue 7, docs/BENCHMARKS.md).
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Parser)]
 #[command(
     name = "sessiongate",
