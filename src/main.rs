@@ -66,14 +66,21 @@ fn main() -> ExitCode {
                 Err(e) => return config_error(e),
             };
             sessiongate::observability::init(&config.log);
-            runtime(run(
-                config,
-                RunOptions {
-                    allow_dev_certificate,
-                },
-            ))
+            let workers = config.listen.workers;
+            runtime(
+                workers,
+                run(
+                    config,
+                    RunOptions {
+                        allow_dev_certificate,
+                    },
+                ),
+            )
         }
-        Command::Demo { https, http } => runtime(sessiongate::demo::run(https, http)),
+        Command::Demo { https, http } => runtime(
+            std::thread::available_parallelism().map_or(1, |n| n.get()),
+            sessiongate::demo::run(https, http),
+        ),
     }
 }
 
@@ -82,11 +89,20 @@ fn config_error(e: ConfigError) -> ExitCode {
     ExitCode::from(2)
 }
 
-fn runtime(fut: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+/// The runtime: with one worker, tokio's single-threaded scheduler, which
+/// runs everything on the main thread without the work-stealing machinery
+/// (cheaper per request, and a shorter latency tail: woken tasks queue in
+/// order instead of jumping ahead through the LIFO slot); with more, the
+/// multi-threaded one with that many workers.
+fn runtime(workers: usize, fut: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
+    let mut builder = if workers <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(workers);
+        b
+    };
+    let rt = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");

@@ -281,10 +281,11 @@ async fn a_256_mib_transfer_each_way_leaves_peak_memory_far_below_the_body() {
     })
     .await;
     let pki = Pki::new();
+    // One worker: the single-threaded runtime streams both ways too.
     let toml = json_config_site(
         &pki.leaf("app", &["app.test"]),
         &upstream.url(),
-        "",
+        "workers = 1",
         "info",
         "max_request_body = \"1GiB\"",
     );

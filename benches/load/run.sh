@@ -228,9 +228,9 @@ start_proxy() {   # start_proxy NAME: taskset to PROXY_CPU, one worker/thread
         render "$HERE/sessiongate-${name#sg-}.toml" "$T/$name.toml" "$port"
         "$SESSIONGATE_BIN" check --config "$T/$name.toml" > "$T/$name.check" 2>&1 ||
             die "sessiongate check: $(cat "$T/$name.check")"
-        # The binary builds tokio's multi-thread runtime, which starts one
-        # worker per CPU unless TOKIO_WORKER_THREADS says otherwise.
-        TOKIO_WORKER_THREADS=1 taskset -c "$PROXY_CPU" "${vg[@]}" "$SESSIONGATE_BIN" run \
+        # `[listen] workers = 1` in the config: one thread serves, as for
+        # the peers (tokio's single-threaded runtime).
+        taskset -c "$PROXY_CPU" "${vg[@]}" "$SESSIONGATE_BIN" run \
             --config "$T/$name.toml" > "$T/$name-access.log" 2>&1 &
         ;;
     esac

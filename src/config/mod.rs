@@ -76,6 +76,8 @@ pub struct Listen {
     pub shutdown_grace: Duration,
     /// Peers whose forwarding headers are believed.
     pub trusted_proxies: Vec<IpNet>,
+    /// Threads serving requests; with one, a single-threaded runtime.
+    pub workers: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -298,6 +300,7 @@ fn read_listen(cx: &mut Ctx<'_>, root: &Section<'_, '_>) -> Listen {
             "max_header_bytes",
             "shutdown_grace",
             "trusted_proxies",
+            "workers",
         ],
     );
     let https = socket_addr(cx, &s, "https").unwrap_or_else(|| ([0, 0, 0, 0], 8443).into());
@@ -325,6 +328,10 @@ fn read_listen(cx: &mut Ctx<'_>, root: &Section<'_, '_>) -> Listen {
         );
     }
     let shutdown_grace = s.duration(cx, "shutdown_grace", DEFAULT_SHUTDOWN_GRACE);
+    // As many as the CPUs this process may run on (its affinity mask, so
+    // `taskset` and cpusets count), as nginx's `worker_processes auto`.
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
+    let workers = s.int(cx, "workers", cpus, 1..=1024) as usize;
     for (key, d) in [
         ("tls_handshake_timeout", tls_handshake_timeout),
         ("header_read_timeout", header_read_timeout),
@@ -362,6 +369,7 @@ fn read_listen(cx: &mut Ctx<'_>, root: &Section<'_, '_>) -> Listen {
         max_header_bytes: max_header_bytes as usize,
         shutdown_grace,
         trusted_proxies,
+        workers,
     }
 }
 
@@ -1159,6 +1167,7 @@ impl fmt::Display for Config {
             None => writeln!(f, "# public_https_port: the https listener's port")?,
         }
         writeln!(f, "max_connections = {}", l.max_connections)?;
+        writeln!(f, "workers = {}", l.workers)?;
         writeln!(f, "tls_handshake_timeout = {}", d(l.tls_handshake_timeout))?;
         writeln!(f, "header_read_timeout = {}", d(l.header_read_timeout))?;
         writeln!(f, "max_header_bytes = {}", l.max_header_bytes)?;
