@@ -71,24 +71,27 @@ fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
 
 /// Removes hop-by-hop headers and every header named in `Connection`.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
-    // Names listed in Connection go first, while Connection is still there.
+    // Names listed in Connection are read while it is still there. The
+    // usual tokens, `close` and `keep-alive`, name no other header: no
+    // `HeaderName` is built for them.
+    let mut gone: Vec<HeaderName> = Vec::new();
     if headers.contains_key(header::CONNECTION) {
-        let named: Vec<HeaderName> = connection_tokens(headers)
-            .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
-            .collect();
-        for name in named {
-            headers.remove(name);
+        for t in connection_tokens(headers) {
+            if t.eq_ignore_ascii_case("close")
+                || HOP_BY_HOP.iter().any(|h| t.eq_ignore_ascii_case(h))
+            {
+                continue;
+            }
+            if let Ok(name) = HeaderName::from_bytes(t.as_bytes()) {
+                gone.push(name);
+            }
         }
     }
     // One pass over the (few) headers present instead of a lookup per
     // hop-by-hop name: most messages carry none of them, or only
     // `Connection`.
-    let present: Vec<HeaderName> = headers
-        .keys()
-        .filter(|k| is_hop_by_hop(k))
-        .cloned()
-        .collect();
-    for name in present {
+    gone.extend(headers.keys().filter(|k| is_hop_by_hop(k)).cloned());
+    for name in gone {
         headers.remove(name);
     }
 }
