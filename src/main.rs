@@ -110,6 +110,9 @@ fn runtime(workers: usize, fut: impl std::future::Future<Output = anyhow::Result
         }
     };
     let outcome = rt.block_on(fut);
+    // Connections still open past the shutdown grace end here, with their
+    // last log lines; then what is gathered is written.
+    rt.shutdown_timeout(std::time::Duration::from_secs(1));
     sessiongate::observability::flush();
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

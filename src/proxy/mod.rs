@@ -38,7 +38,7 @@ use crate::policy::form::{self, FormError};
 use crate::policy::names::NameSet;
 use crate::policy::set_cookie::{self, Outcome};
 use crate::session::limiter::Limiter;
-use crate::session::{MemoryStore, SessionStore};
+use crate::session::MemoryStore;
 use crate::tls::TlsError;
 
 /// What the gateway sends to clients: the upstream's body streamed through,
@@ -118,14 +118,24 @@ impl Gateway {
                 tick.tick().await;
                 let Some(gw) = weak.upgrade() else { return };
                 let now = tokio::time::Instant::now();
-                for (site, token, why) in gw.store.expire(now).await {
-                    let name = gw
-                        .config
-                        .sites
-                        .get(site as usize)
-                        .map_or("-", |s| s.name.as_str());
-                    let detail = format!("token={}", audit::fingerprint(&token.0));
-                    tracing::info!(target: "audit", event = why.event(), site = name, detail, "audit");
+                // On a blocking thread: a sweep over a million sessions (and
+                // an audit line for each that expired) must not stall the
+                // runtime's own thread, the only one with `workers = 1`.
+                let sweeper = gw.clone();
+                let swept = tokio::task::spawn_blocking(move || {
+                    for (site, token, why) in sweeper.store.sweep(now) {
+                        let name = sweeper
+                            .config
+                            .sites
+                            .get(site as usize)
+                            .map_or("-", |s| s.name.as_str());
+                        let detail = format!("token={}", audit::fingerprint(&token.0));
+                        tracing::info!(target: "audit", event = why.event(), site = name, detail, "audit");
+                    }
+                })
+                .await;
+                if let Err(e) = swept {
+                    tracing::error!(error = %e, "session sweep failed");
                 }
                 for v in &gw.vaults {
                     v.create.prune(now);

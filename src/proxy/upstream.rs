@@ -111,9 +111,10 @@ impl Pool {
     ) -> Result<Response<ResponseBody>, UpstreamError> {
         let mut fresh = false;
         loop {
-            let mut tx = match self.checkout() {
-                Some(tx) if !fresh => tx,
-                _ => {
+            let pooled = if fresh { None } else { self.checkout() };
+            let mut tx = match pooled {
+                Some(tx) => tx,
+                None => {
                     fresh = true;
                     self.connect().await?
                 }
@@ -160,16 +161,26 @@ impl Pool {
         None
     }
 
+    /// Returns a connection whose response has been read. It may still be
+    /// sending its request body (the app answered before reading it all):
+    /// then it is not ready yet, and a full pool gives its place to this one
+    /// rather than to a connection that is.
     fn checkin(&self, tx: SendRequest<UpstreamBody>) {
         if tx.is_closed() {
             return;
         }
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = Idle {
+            tx,
+            since: Instant::now(),
+        };
         if idle.len() < self.max_idle {
-            idle.push(Idle {
-                tx,
-                since: Instant::now(),
-            });
+            idle.push(entry);
+        } else if let Some(i) = idle
+            .iter()
+            .position(|c| c.tx.is_closed() || !c.tx.is_ready())
+        {
+            idle[i] = entry;
         }
     }
 
@@ -179,12 +190,44 @@ impl Pool {
         idle.retain(|c| !c.tx.is_closed() && c.since.elapsed() <= self.idle_timeout);
     }
 
+    /// Opens a connection: TCP (and TLS for `https://`) within
+    /// `connect_timeout` in all; each address the name resolves to gets an
+    /// equal share of what is left, so one unreachable address does not use
+    /// up the time of the others.
     async fn connect(&self) -> Result<SendRequest<UpstreamBody>, UpstreamError> {
-        let tcp = tokio::time::timeout(self.connect_timeout, self.connect_tcp())
+        let deadline = tokio::time::Instant::now() + self.connect_timeout;
+        let timed_out = |what: &str| {
+            UpstreamError::Connect(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("{what} timed out"),
+            ))
+        };
+        let addrs: Vec<SocketAddr> = match self.host.parse() {
+            Ok(ip) => vec![SocketAddr::new(ip, self.port)],
+            Err(_) => tokio::time::timeout_at(
+                deadline,
+                tokio::net::lookup_host((self.host.as_str(), self.port)),
+            )
             .await
-            .map_err(|_| {
-                UpstreamError::Connect(io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))
-            })??;
+            .map_err(|_| timed_out("name lookup"))?
+            .map_err(UpstreamError::Connect)?
+            .collect(),
+        };
+        let mut last = io::Error::new(io::ErrorKind::NotFound, "no address for the upstream host");
+        let mut tcp = None;
+        for (i, addr) in addrs.iter().enumerate() {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let share = left / (addrs.len() - i) as u32;
+            match tokio::time::timeout(share, TcpStream::connect(addr)).await {
+                Ok(Ok(s)) => {
+                    tcp = Some(s);
+                    break;
+                }
+                Ok(Err(e)) => last = e,
+                Err(_) => last = io::Error::new(io::ErrorKind::TimedOut, "connect timed out"),
+            }
+        }
+        let tcp = tcp.ok_or(UpstreamError::Connect(last))?;
         let _ = tcp.set_nodelay(true);
         let keepalive = socket2::TcpKeepalive::new().with_time(Duration::from_secs(60));
         let _ = socket2::SockRef::from(&tcp).set_tcp_keepalive(&keepalive);
@@ -199,18 +242,10 @@ impl Pool {
                 Ok(tx)
             }
             Some((connector, name)) => {
-                let tls = tokio::time::timeout(
-                    self.connect_timeout,
-                    connector.connect(name.clone(), tcp),
-                )
-                .await
-                .map_err(|_| {
-                    UpstreamError::Connect(io::Error::new(
-                        io::ErrorKind::TimedOut,
-                        "TLS handshake timed out",
-                    ))
-                })?
-                .map_err(UpstreamError::Connect)?;
+                let tls = tokio::time::timeout_at(deadline, connector.connect(name.clone(), tcp))
+                    .await
+                    .map_err(|_| timed_out("TLS handshake"))?
+                    .map_err(UpstreamError::Connect)?;
                 let (tx, conn) = builder
                     .handshake(TokioIo::new(tls))
                     .await
@@ -219,25 +254,6 @@ impl Pool {
                 Ok(tx)
             }
         }
-    }
-
-    /// The first address that accepts, in the resolver's order.
-    async fn connect_tcp(&self) -> Result<TcpStream, UpstreamError> {
-        let addrs: Vec<SocketAddr> = match self.host.parse() {
-            Ok(ip) => vec![SocketAddr::new(ip, self.port)],
-            Err(_) => tokio::net::lookup_host((self.host.as_str(), self.port))
-                .await
-                .map_err(UpstreamError::Connect)?
-                .collect(),
-        };
-        let mut last = io::Error::new(io::ErrorKind::NotFound, "no address for the upstream host");
-        for addr in addrs {
-            match TcpStream::connect(addr).await {
-                Ok(s) => return Ok(s),
-                Err(e) => last = e,
-            }
-        }
-        Err(UpstreamError::Connect(last))
     }
 }
 

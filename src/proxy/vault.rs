@@ -386,6 +386,14 @@ pub async fn on_response(
                     &format!("session={other} other={id}"),
                 );
             }
+            Bind::Refused => {
+                audit::event(
+                    "vaulted_cookie_refused",
+                    &site.name,
+                    r.client,
+                    &format!("session={id} reason=too large or vault full"),
+                );
+            }
             Bind::Gone => {}
         }
     }

@@ -24,6 +24,14 @@ use super::{Bind, Created, Expiry, Lookup, StoreError, Timeouts, VaultCookie, pa
 /// Seconds since the store's epoch, plus one: 0 means "never" or "none".
 type Secs = u32;
 
+/// Browsers refuse a cookie whose name and value exceed 4096 bytes
+/// (RFC 6265bis §5.6); the vault refuses it too.
+const MAX_COOKIE_BYTES: usize = 4096;
+/// Cookies one session may hold, and their bytes (name, value, path)
+/// together: browsers keep at least 50 cookies per domain.
+const MAX_VAULT_COOKIES: usize = 64;
+const MAX_VAULT_BYTES: usize = 32 * 1024;
+
 /// A session's vaulted cookies, all in one allocation: for each, its name,
 /// value and path lengths and its expiry (LEB128 varints: 4 bytes for a
 /// typical session cookie), then its name, value and path. One small
@@ -400,13 +408,12 @@ impl MemoryStore {
     /// `unique`, a value that already belongs to another live session is kept
     /// by neither. Stateless cookies (`unique == false`) are not indexed.
     pub fn bind(&self, id: u64, cookie: VaultCookie, unique: bool) -> Bind {
-        if [&cookie.name, &cookie.value, &cookie.path]
-            .iter()
-            .any(|part| u16::try_from(part.len()).is_err())
+        if cookie.name.len() + cookie.value.len() > MAX_COOKIE_BYTES
+            || cookie.path.len() > MAX_COOKIE_BYTES
         {
             // Browsers refuse cookies over 4096 bytes; so does the vault
             // (before anything is indexed).
-            return Bind::Gone;
+            return Bind::Refused;
         }
         let expires = cookie.expires.map_or(0, |e| self.secs(e));
         let site = {
@@ -457,7 +464,13 @@ impl MemoryStore {
                 e.insert(id);
             }
         }
-        self.store_cookie(id, site, cookie)
+        let stored = self.store_cookie(id, site, cookie);
+        if !matches!(stored, Bind::Stored) {
+            // Not in the vault (the session went meanwhile, or its vault is
+            // full): the index must not claim the value for it.
+            self.backend.remove_if(&key, |_, owner| *owner == id);
+        }
+        stored
     }
 
     fn store_cookie(&self, id: u64, site: u16, cookie: VaultCookie) -> Bind {
@@ -465,6 +478,21 @@ impl MemoryStore {
         let Some(mut s) = self.sessions.get_mut(&id) else {
             return Bind::Gone;
         };
+        let (mut count, mut bytes, mut replacing) = (0, 0, false);
+        for c in s.vault.iter() {
+            count += 1;
+            bytes += c.name.len() + c.value.len() + c.path.len();
+            replacing |= c.name == &*cookie.name && c.path == &*cookie.path;
+        }
+        // A bound per session: an app (or a client steering its default
+        // cookie path) must not grow one session's vault without end.
+        if !replacing
+            && (count >= MAX_VAULT_COOKIES
+                || bytes + cookie.name.len() + cookie.value.len() + cookie.path.len()
+                    > MAX_VAULT_BYTES)
+        {
+            return Bind::Refused;
+        }
         let replaced = s
             .vault
             .iter()

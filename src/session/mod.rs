@@ -95,6 +95,8 @@ pub enum Bind {
         other: u64,
     },
     Gone,
+    /// Too large for the vault, or the session's vault is full: not stored.
+    Refused,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -372,13 +374,50 @@ mod tests {
         assert_eq!(injected(&s, c.id, "/"), format!("A=1b; B={long}"));
         tokio::time::advance(Duration::from_secs(51)).await;
         assert_eq!(injected(&s, c.id, "/"), "A=1b");
-        // Over 64 KiB a part cannot be stored (browsers stop at 4 KiB).
-        let huge = "h".repeat(70_000);
+        // Over 4 KiB a cookie is not stored (browsers refuse it too), and
+        // its value is not claimed in the backend index.
+        let huge = "h".repeat(4100);
         assert!(matches!(
             s.bind(c.id, cookie("H", &huge, "/"), true),
-            Bind::Gone
+            Bind::Refused
         ));
         assert_eq!(injected(&s, c.id, "/"), "A=1b");
+        let other = s.create(0, Instant::now()).unwrap();
+        assert!(matches!(
+            s.bind(other.id, cookie("H", &"h".repeat(4000), "/"), true),
+            Bind::Stored
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_sessions_vault_is_bounded() {
+        let s = store(10);
+        let c = s.create(0, Instant::now()).unwrap();
+        // A client steering the default path of a path-less cookie: one new
+        // entry per path, until the bound.
+        for i in 0..64 {
+            let b = s.bind(
+                c.id,
+                cookie("SID", &format!("v{i}"), &format!("/a{i}")),
+                true,
+            );
+            assert!(matches!(b, Bind::Stored), "cookie {i}");
+        }
+        let b = s.bind(c.id, cookie("SID", "v64", "/a64"), true);
+        assert!(matches!(b, Bind::Refused));
+        assert_eq!(injected(&s, c.id, "/a64/x"), "");
+        // Replacing one that is there still works, and the refused value is
+        // free for another session.
+        assert!(matches!(
+            s.bind(c.id, cookie("SID", "new", "/a3"), true),
+            Bind::Stored
+        ));
+        assert_eq!(injected(&s, c.id, "/a3/x"), "SID=new");
+        let other = s.create(0, Instant::now()).unwrap();
+        assert!(matches!(
+            s.bind(other.id, cookie("SID", "v64", "/"), true),
+            Bind::Stored
+        ));
     }
 
     #[tokio::test(start_paused = true)]
