@@ -37,8 +37,8 @@ use crate::policy;
 use crate::policy::form::{self, FormError};
 use crate::policy::names::NameSet;
 use crate::policy::set_cookie::{self, Outcome};
-use crate::session::limiter::Limiter;
 use crate::session::MemoryStore;
+use crate::session::limiter::Limiter;
 use crate::tls::TlsError;
 
 /// What the gateway sends to clients: the upstream's body streamed through,
