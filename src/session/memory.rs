@@ -268,20 +268,33 @@ impl MemoryStore {
         Some((s.site, s.token))
     }
 
-    /// Evicts the least recently used unauthenticated sessions (1% of the
-    /// bound at once, so the scan is paid rarely). Returns what went.
+    /// Evicts the least recently used of a sample of unauthenticated
+    /// sessions (approximated LRU, as Redis does): the first
+    /// `EVICT_SAMPLE` anonymous sessions in table order, which has nothing
+    /// to do with age, and of those the ones seen longest ago (1% of the
+    /// bound, at most `EVICT_BATCH`). The
+    /// cost is bounded (at most `EVICT_SCAN` entries read) however large the
+    /// store, so a client filling it cannot stall a request (or, with one
+    /// worker, the whole gateway) on a scan of a million sessions. Returns
+    /// what went; nothing when no anonymous session was found.
     fn evict(&self) -> Vec<(u16, TokenKey)> {
+        const EVICT_SAMPLE: usize = 256;
+        const EVICT_BATCH: usize = 32;
+        const EVICT_SCAN: usize = 65_536;
         let mut candidates: Vec<(Secs, u64)> = self
             .sessions
             .iter()
+            .take(EVICT_SCAN)
             .filter(|s| s.authenticated == 0)
+            .take(EVICT_SAMPLE)
             .map(|s| (s.last_seen, *s.key()))
             .collect();
         candidates.sort_unstable();
-        let n = (self.max_sessions / 100).max(1);
+        // 1% of the bound at a time (so eviction is paid rarely), at least one.
+        let batch = (self.max_sessions / 100).clamp(1, EVICT_BATCH);
         candidates
             .into_iter()
-            .take(n)
+            .take(batch)
             .filter_map(|(_, id)| self.destroy(id))
             .collect()
     }

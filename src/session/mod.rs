@@ -501,6 +501,34 @@ mod tests {
         assert!(matches!(s.create(0, Instant::now()), Err(StoreError::Full)));
     }
 
+    #[tokio::test]
+    async fn eviction_takes_one_percent_of_anonymous_sessions_never_a_logged_in_one() {
+        let s = store(1000);
+        let mut logged_in = Vec::new();
+        for i in 0..1000 {
+            let c = s.create(0, Instant::now()).unwrap();
+            if i % 10 != 0 {
+                let (_, _) = s.login(c.id, false, Instant::now()).unwrap();
+                logged_in.push(c.token.hash());
+            }
+        }
+        let d = s.create(0, Instant::now()).unwrap();
+        assert_eq!(d.evicted.len(), 10, "1% of the bound");
+        for h in &logged_in {
+            assert!(
+                !d.evicted.iter().any(|(_, k)| *k == h.key()),
+                "a logged-in session was evicted"
+            );
+            assert!(matches!(
+                s.resolve(0, h, Instant::now()),
+                Lookup::Live {
+                    authenticated: true,
+                    ..
+                }
+            ));
+        }
+    }
+
     #[test]
     fn paths() {
         assert!(path_matches(b"/a/b", b"/a"));
