@@ -318,7 +318,8 @@ fn push_json_str(line: &mut String, s: &str) {
     }
 }
 
-fn push_ip(line: &mut String, ip: IpAddr) {
+/// Appends an IP address as `Display` writes it, IPv4 without `fmt`.
+pub fn push_ip(line: &mut String, ip: IpAddr) {
     match ip {
         IpAddr::V4(v4) => {
             let mut num = itoa::Buffer::new();
@@ -478,6 +479,24 @@ mod tests {
                 format_access(&mut got, format, SystemTime::now(), a);
                 assert_eq!(untimed(&got), untimed(&want), "{format:?}");
             }
+        }
+    }
+
+    #[test]
+    fn ip_addresses_print_as_display_prints_them() {
+        for ip in [
+            "0.0.0.0",
+            "255.255.255.255",
+            "10.0.0.1",
+            "192.0.2.30",
+            "::1",
+            "2001:db8::7",
+            "::ffff:1.2.3.4",
+        ] {
+            let ip: IpAddr = ip.parse().unwrap();
+            let mut got = String::new();
+            push_ip(&mut got, ip);
+            assert_eq!(got, ip.to_string());
         }
     }
 

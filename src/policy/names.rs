@@ -115,6 +115,28 @@ impl NameSet {
 
     /// Whether `raw` (as it stands on the wire) names a member.
     pub fn matches(&self, raw: &[u8]) -> bool {
+        // The canonical form once, not once per pattern, when it is short
+        // (every real cookie or parameter name).
+        let mut buf = [0u8; 64];
+        let mut n = 0;
+        for b in canonical(raw) {
+            if n == buf.len() {
+                return self.matches_long(raw);
+            }
+            buf[n] = b;
+            n += 1;
+        }
+        let name = &buf[..n];
+        self.patterns.iter().any(|p| {
+            if p.prefix {
+                name.starts_with(&p.canon)
+            } else {
+                name == &*p.canon
+            }
+        })
+    }
+
+    fn matches_long(&self, raw: &[u8]) -> bool {
         self.patterns.iter().any(|p| {
             let mut name = canonical(raw);
             if p.prefix {
@@ -196,6 +218,18 @@ mod tests {
         for n in no {
             assert!(!set.matches(n), "{}", String::from_utf8_lossy(n));
         }
+    }
+
+    #[test]
+    fn long_names_match_as_short_ones_do() {
+        let long = "X".repeat(80);
+        let set = NameSet::new([format!("{long}ID"), "LONG*".to_string()]);
+        assert!(set.matches(format!("{long}ID").as_bytes()));
+        assert!(set.matches(format!("%20{}ID[]", long.to_lowercase()).as_bytes()));
+        assert!(!set.matches(format!("{long}IDX").as_bytes()));
+        assert!(!set.matches(format!("{long}I").as_bytes()));
+        assert!(set.matches(format!("long{long}").as_bytes()));
+        assert!(!set.matches(format!("lon{long}").as_bytes()));
     }
 
     #[test]
