@@ -9,6 +9,11 @@ use std::time::{Duration, Instant};
 use sessiongate::session::token::TokenHash;
 use sessiongate::session::{Lookup, MemoryStore, Timeouts, VaultCookie};
 
+/// The allocator the gateway binary uses (src/main.rs), so that the bytes
+/// per session are the binary's.
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn rss_kib() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
     status

@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 
 need_pkgs=()
 command -v openssl >/dev/null || need_pkgs+=(openssl)
+command -v make >/dev/null || need_pkgs+=(make)   # builds jemalloc
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   sudo_=""; [ "$(id -u)" -eq 0 ] || sudo_="sudo"
   $sudo_ apt-get update

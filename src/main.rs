@@ -7,6 +7,15 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand};
 use sessiongate::{Config, Listeners, RunOptions, config::ConfigError};
 
+/// jemalloc: fewer instructions per request than glibc's malloc (most on
+/// HTTP/2, where glibc's free lists showed in profiles), no per-block
+/// header (a stored session is smaller), and large blocks such as the
+/// pre-sized session tables stay untouched until used. mimalloc was tried:
+/// its eagerly committed arenas kept ~70 MiB of those tables resident at
+/// start. Measured in docs/BENCHMARKS.md.
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[derive(Parser)]
 #[command(
     name = "sessiongate",
