@@ -157,6 +157,22 @@ const TOMBSTONE: u64 = 1 << 63;
 /// and value hashed together (128 bits).
 type BackendKey = [u8; 16];
 
+/// A cookie's name and value, kept while its vault entry is replaced.
+type NameValue = (Box<[u8]>, Box<[u8]>);
+
+fn name_value(c: Cookie<'_>) -> NameValue {
+    (c.name.into(), c.value.into())
+}
+
+/// The index keys of values that left a session's vault and that it no
+/// longer holds at any other path: only those stop being its own.
+fn released(site: u16, vault: &Vault, gone: &[NameValue]) -> Vec<BackendKey> {
+    gone.iter()
+        .filter(|(n, v)| !vault.iter().any(|c| c.name == &**n && c.value == &**v))
+        .map(|(n, v)| backend_key(site, n, v))
+        .collect()
+}
+
 fn backend_key(site: u16, name: &[u8], value: &[u8]) -> BackendKey {
     let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
     ctx.update(&site.to_be_bytes());
@@ -377,14 +393,9 @@ impl MemoryStore {
         let expired = |c: &Cookie<'_>| c.expires != 0 && c.expires <= now;
         if s.vault.iter().any(|c| expired(&c)) {
             let site = s.site;
-            let gone: Vec<BackendKey> = s
-                .vault
-                .iter()
-                .filter(expired)
-                .map(|c| backend_key(site, c.name, c.value))
-                .collect();
+            let gone: Vec<NameValue> = s.vault.iter().filter(expired).map(name_value).collect();
             s.vault = s.vault.without(expired);
-            for key in gone {
+            for key in released(site, &s.vault, &gone) {
                 self.backend.remove_if(&key, |_, owner| *owner == id);
             }
         }
@@ -506,17 +517,19 @@ impl MemoryStore {
         {
             return Bind::Refused;
         }
-        let replaced = s
+        let replaced: Vec<NameValue> = s
             .vault
             .iter()
-            .find(|c| {
+            .filter(|c| {
                 c.name == &*cookie.name && c.path == &*cookie.path && c.value != &*cookie.value
             })
-            .map(|c| backend_key(site, c.name, c.value));
+            .map(name_value)
+            .collect();
         s.vault = s.vault.with(&cookie, expires);
+        let keys = released(site, &s.vault, &replaced);
         drop(s);
-        if let Some(old) = replaced {
-            self.backend.remove_if(&old, |_, owner| *owner == id);
+        for key in keys {
+            self.backend.remove_if(&key, |_, owner| *owner == id);
         }
         Bind::Stored
     }
@@ -531,15 +544,11 @@ impl MemoryStore {
             return;
         }
         let site = s.site;
-        let gone: Vec<BackendKey> = s
-            .vault
-            .iter()
-            .filter(hit)
-            .map(|c| backend_key(site, c.name, c.value))
-            .collect();
+        let gone: Vec<NameValue> = s.vault.iter().filter(hit).map(name_value).collect();
         s.vault = s.vault.without(hit);
+        let keys = released(site, &s.vault, &gone);
         drop(s);
-        for key in gone {
+        for key in keys {
             self.backend.remove_if(&key, |_, owner| *owner == id);
         }
     }

@@ -390,6 +390,42 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_value_held_at_two_paths_stays_claimed_until_both_go() {
+        let s = store(10);
+        let a = s.create(0, Instant::now()).unwrap();
+        let b = s.create(0, Instant::now()).unwrap();
+        s.bind(a.id, cookie("SID", "v", "/"), true);
+        s.bind(a.id, cookie("SID", "v", "/admin"), true);
+        // One of the two goes (deleted, or replaced by another value): the
+        // other still holds the value, which stays a's alone.
+        s.unbind(a.id, b"SID", b"/");
+        assert!(matches!(
+            s.bind(b.id, cookie("SID", "v", "/"), true),
+            Bind::Conflict { .. }
+        ));
+        let a = s.create(0, Instant::now()).unwrap();
+        let c = s.create(0, Instant::now()).unwrap();
+        s.bind(a.id, cookie("SID", "w", "/"), true);
+        s.bind(a.id, cookie("SID", "w", "/admin"), true);
+        s.bind(a.id, cookie("SID", "w2", "/"), true);
+        assert!(matches!(
+            s.bind(c.id, cookie("SID", "w", "/x"), true),
+            Bind::Conflict { .. }
+        ));
+        // Once no path holds it, the value is free.
+        let d = s.create(0, Instant::now()).unwrap();
+        let e = s.create(0, Instant::now()).unwrap();
+        s.bind(d.id, cookie("SID", "z", "/"), true);
+        s.bind(d.id, cookie("SID", "z", "/admin"), true);
+        s.unbind(d.id, b"SID", b"/");
+        s.unbind(d.id, b"SID", b"/admin");
+        assert!(matches!(
+            s.bind(e.id, cookie("SID", "z", "/"), true),
+            Bind::Stored
+        ));
+    }
+
+    #[tokio::test]
     async fn a_sessions_vault_is_bounded() {
         let s = store(10);
         let c = s.create(0, Instant::now()).unwrap();
