@@ -16,7 +16,9 @@ use crate::policy::form;
 use crate::policy::html::HtmlCleaner;
 
 /// What the gateway sends upstream.
-pub type UpstreamBody = Either<Limited<Incoming>, Either<Full<Bytes>, FormBody>>;
+/// (The streaming form filter is boxed, as the HTML cleaner is in `Body`: a
+/// request moves several times on its way upstream.)
+pub type UpstreamBody = Either<Limited<Incoming>, Either<Full<Bytes>, Box<FormBody>>>;
 
 /// A request form filtered as it streams (sent chunked: its length changes).
 pub type FormBody = Filtered<Limited<Incoming>, form::Filter>;
