@@ -223,7 +223,7 @@ pub fn access(a: &Access<'_>) {
         Some(sink) if sink.fast_access => LINE.with_borrow_mut(|line| {
             line.clear();
             format_access(line, sink.format, SystemTime::now(), a);
-            sink.push(line.as_bytes(), !sink.flush_interval.is_zero());
+            sink.push(line.as_bytes(), true);
         }),
         // Colours on (a terminal), or no sink installed (tests, the
         // library used on its own): the generic formatter.

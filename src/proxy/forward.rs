@@ -96,10 +96,9 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-// Names are compared as lower-case strings (length first), far cheaper than
-// `HeaderName` comparisons; `HeaderName::as_str` is always lower case.
-// Most names are turned away on their length or first letter before any
-// comparison (a test checks that every listed name passes these filters).
+// Names are compared as strings (`HeaderName::as_str` is lower case), and
+// most are turned away on their length or first letter before any
+// comparison; a test checks that every listed name passes these filters.
 fn is_hop_by_hop(name: &HeaderName) -> bool {
     let n = name.as_str();
     matches!(n.len(), 2 | 7 | 10 | 16..=19) && HOP_BY_HOP.contains(&n)

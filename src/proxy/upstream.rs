@@ -231,37 +231,35 @@ impl Pool {
         let _ = tcp.set_nodelay(true);
         let keepalive = socket2::TcpKeepalive::new().with_time(Duration::from_secs(60));
         let _ = socket2::SockRef::from(&tcp).set_tcp_keepalive(&keepalive);
-        let builder = http1::Builder::new();
         match &self.tls {
-            None => {
-                let (tx, conn) = builder
-                    .handshake(TokioIo::new(tcp))
-                    .await
-                    .map_err(UpstreamError::Http)?;
-                tokio::spawn(drive(conn.with_upgrades()));
-                Ok(tx)
-            }
+            None => handshake(tcp).await,
             Some((connector, name)) => {
                 let tls = tokio::time::timeout_at(deadline, connector.connect(name.clone(), tcp))
                     .await
                     .map_err(|_| timed_out("TLS handshake"))?
                     .map_err(UpstreamError::Connect)?;
-                let (tx, conn) = builder
-                    .handshake(TokioIo::new(tls))
-                    .await
-                    .map_err(UpstreamError::Http)?;
-                tokio::spawn(drive(conn.with_upgrades()));
-                Ok(tx)
+                handshake(tls).await
             }
         }
     }
 }
 
-/// Runs one upstream connection until it closes.
-async fn drive<F: std::future::Future<Output = hyper::Result<()>>>(conn: F) {
-    if let Err(e) = conn.await {
-        tracing::debug!(error = %e, "upstream connection ended");
-    }
+/// HTTP/1.1 over an open stream; the connection runs in its own task until
+/// it closes.
+async fn handshake<T>(io: T) -> Result<SendRequest<UpstreamBody>, UpstreamError>
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+{
+    let (tx, conn) = http1::Builder::new()
+        .handshake(TokioIo::new(io))
+        .await
+        .map_err(UpstreamError::Http)?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.with_upgrades().await {
+            tracing::debug!(error = %e, "upstream connection ended");
+        }
+    });
+    Ok(tx)
 }
 
 /// An upstream response body; it returns its connection to the pool once

@@ -107,6 +107,9 @@ pub enum StoreError {
 
 /// What every store does. Async so that a store shared by several gateways
 /// (Redis) fits the same shape; re-key and bind are atomic in each store.
+/// Removing expired sessions is each store's own business: the memory store
+/// is swept by the gateway on a blocking thread (`MemoryStore::sweep`), a
+/// shared store would expire its keys itself.
 pub trait SessionStore: Send + Sync + 'static {
     fn create(
         &self,
@@ -144,8 +147,6 @@ pub trait SessionStore: Send + Sync + 'static {
         now: Instant,
     ) -> impl Future<Output = Option<(Option<Token>, TokenKey)>> + Send;
     fn remove(&self, id: u64) -> impl Future<Output = Option<TokenKey>> + Send;
-    /// Destroys expired sessions; returns (site, token hash, why).
-    fn expire(&self, now: Instant) -> impl Future<Output = Vec<(u16, TokenKey, Expiry)>> + Send;
 }
 
 impl SessionStore for MemoryStore {
@@ -175,9 +176,6 @@ impl SessionStore for MemoryStore {
     }
     async fn remove(&self, id: u64) -> Option<TokenKey> {
         MemoryStore::remove(self, id)
-    }
-    async fn expire(&self, now: Instant) -> Vec<(u16, TokenKey, Expiry)> {
-        self.sweep(now)
     }
 }
 
