@@ -17,6 +17,10 @@
 # rounds: user-space instructions per request, the same every run, over
 # CG_REQUESTS (20000) requests on CG_CONNS (10) connections with h2load, for
 # HTTP/1.1 and HTTP/2; e.g. CALLGRIND="nginx haproxy sg-harden sg-vault").
+# The extra target `floor` (only when named in ONLY, PERF or CALLGRIND) is
+# examples/floor_proxy.rs: the gateway's own parts (runtime, rustls, hyper,
+# upstream pool, allocator) passing requests through with no policy and no
+# log, i.e. what the required crates alone cost; it does not harden cookies.
 #
 # It only ever stops processes it started itself, by PID.
 set -euo pipefail
@@ -111,6 +115,11 @@ if [[ -z ${SESSIONGATE_BIN:-} ]]; then
     log "cargo build --release"
     (cd "$ROOT" && cargo build --release --quiet)
     SESSIONGATE_BIN=$ROOT/target/release/sessiongate
+fi
+if [[ " $ONLY " == *" floor "* && -z ${FLOOR_BIN:-} ]]; then
+    log "cargo build --release --example floor_proxy"
+    (cd "$ROOT" && cargo build --release --quiet --example floor_proxy)
+    FLOOR_BIN=$ROOT/target/release/examples/floor_proxy
 fi
 [[ -x $SESSIONGATE_BIN ]] || die "no sessiongate binary at $SESSIONGATE_BIN"
 CLK_TCK=$(getconf CLK_TCK)
@@ -233,6 +242,11 @@ start_proxy() {   # start_proxy NAME: taskset to PROXY_CPU, one worker/thread
         taskset -c "$PROXY_CPU" "${vg[@]}" "$SESSIONGATE_BIN" run \
             --config "$T/$name.toml" > "$T/$name-access.log" 2>&1 &
         ;;
+    floor)
+        render "$HERE/sessiongate-harden.toml" "$T/floor.toml" "$port"
+        taskset -c "$PROXY_CPU" "${vg[@]}" "$FLOOR_BIN" "$T/floor.toml" > "$T/floor.out" 2>&1 &
+        ;;
+    *) die "unknown target $name" ;;
     esac
     PID[$name]=$!
     PIDS+=("${PID[$name]}")
@@ -294,6 +308,7 @@ VAULT_COOKIE=""
 for t in "${TARGETS[@]}"; do
     case $t in
     direct) ;;
+    floor) printf '  %-10s (passes Set-Cookie unchanged: the floor, not a contender)\n' "$t" ;;
     sg-vault)
         # First request: the backend sets PHPSESSID, the gateway vaults it
         # and hands out __Host-sg. The load then presents that token, so the
@@ -349,9 +364,9 @@ run_load() {   # run_load TARGET PROTO(h1|h2|big) ROUND (ROUND "perf": profile, 
             > "$T/perf-$target-$proto.err" 2>&1 &
         PERF_PIDS=$!
         perf stat -x, -o "$T/perf-$target-$proto.stat" -p "$(echo $pids | tr ' ' ',')" \
-            -e raw_syscalls:sys_enter,sched:sched_wakeup,context-switches \
+            -e raw_syscalls:sys_enter,sched:sched_wakeup,context-switches,page-faults \
             -e "$(printf 'syscalls:sys_enter_%s,' read readv recvfrom write writev sendto sendmsg \
-                epoll_wait epoll_ctl futex setsockopt accept4 connect close | sed 's/,$//')" \
+                epoll_wait epoll_ctl futex setsockopt accept4 connect close madvise mmap munmap brk | sed 's/,$//')" \
             > /dev/null 2>&1 &
         PERF_PIDS+=" $!"
         sleep 0.5

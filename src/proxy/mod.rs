@@ -11,7 +11,7 @@ mod body;
 mod error;
 pub mod forward;
 pub mod location;
-mod upstream;
+pub mod upstream;
 mod vault;
 
 use std::collections::HashMap;
