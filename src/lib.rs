@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 pub mod audit;
+pub mod coalesce;
 pub mod config;
 pub mod demo;
 pub mod observability;

@@ -24,6 +24,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
 
+use crate::coalesce::Coalesced;
 use crate::config::Listen;
 use crate::proxy::{Body, ConnInfo, Gateway, status_response};
 
@@ -140,7 +141,11 @@ pub async fn serve(
                     // allocated once and never copied.
                     Box::pin(async move { Ok::<_, Infallible>(gateway.handle(req, &info).await) })
                 });
-                let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
+                // HTTP/2 gathers the responses of one scheduler round into
+                // one TLS record and one write (see coalesce.rs).
+                let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+                let io = TokioIo::new(Coalesced::new(tls, h2));
+                let conn = builder.serve_connection_with_upgrades(io, service);
                 drive(conn, |c| c.graceful_shutdown(), stop, peer).await;
             }
         },

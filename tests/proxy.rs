@@ -126,6 +126,59 @@ async fn chunked_and_bodiless_responses_give_their_connection_back() {
 }
 
 #[tokio::test]
+async fn http2_streams_of_every_size_on_one_connection_all_arrive_intact() {
+    // The gateway gathers an HTTP/2 connection's writes (src/coalesce.rs):
+    // bodies below, at and above its 16 KiB buffer, and above the stream
+    // window, answered in whatever order the upstream finishes them.
+    fn body_of(len: usize) -> Vec<u8> {
+        (0..len).map(|i| (i * 7 % 251) as u8).collect()
+    }
+    let upstream = Upstream::custom(|req| async move {
+        let len: usize = req.uri().path()[1..].parse().unwrap();
+        Response::new(full(body_of(len)))
+    })
+    .await;
+    let s = Setup::basic(upstream).await;
+    let tls = s.client.tls("app.test", Proto::H2).await.unwrap();
+    let (sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tls),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let sizes = [
+        0, 1, 255, 256, 1024, 4000, 16_383, 16_384, 16_385, 40_000, 100_000, 3_000_000,
+    ];
+    let mut pending = Vec::new();
+    for round in 0..4 {
+        for &len in &sizes {
+            let mut sender = sender.clone();
+            pending.push(tokio::spawn(async move {
+                let req = Request::get(format!("https://app.test/{len}"))
+                    .version(Version::HTTP_2)
+                    .body(full(""))
+                    .unwrap();
+                let res = sender.send_request(req).await.unwrap();
+                assert_eq!(res.status(), StatusCode::OK, "{len} (round {round})");
+                let body = res.into_body().collect().await.unwrap().to_bytes();
+                assert_eq!(body.len(), len, "round {round}");
+                assert!(
+                    body[..] == body_of(len)[..],
+                    "{len} bytes differ (round {round})"
+                );
+            }));
+        }
+    }
+    for p in pending {
+        tokio::time::timeout(Duration::from_secs(60), p)
+            .await
+            .expect("every stream completes")
+            .unwrap();
+    }
+}
+
+#[tokio::test]
 async fn an_abandoned_download_closes_its_upstream_connection() {
     // The upstream streams until its connection goes away, then says so.
     let (stopped_tx, mut stopped_rx) = mpsc::channel::<()>(1);
