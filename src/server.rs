@@ -143,8 +143,7 @@ pub async fn serve(
                 });
                 // HTTP/2 gathers the responses of one scheduler round into
                 // one TLS record and one write (see coalesce.rs).
-                let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
-                let io = TokioIo::new(Coalesced::new(tls, h2));
+                let io = TokioIo::new(Coalesced::new(tls));
                 let conn = builder.serve_connection_with_upgrades(io, service);
                 drive(conn, |c| c.graceful_shutdown(), stop, peer).await;
             }

@@ -179,6 +179,52 @@ async fn http2_streams_of_every_size_on_one_connection_all_arrive_intact() {
 }
 
 #[tokio::test]
+async fn http1_spoken_after_alpn_h2_is_answered_at_once_even_pipelined() {
+    // A client that negotiates h2 and then speaks HTTP/1.1 is served as
+    // HTTP/1.1, pipelining included: the first of two pipelined responses
+    // reaches it while the second is still being made. (Writes are gathered
+    // only after the HTTP/2 preface; the unit tests in src/coalesce.rs check
+    // that an HTTP/1.1 flush is never deferred.)
+    let release = Arc::new(Notify::new());
+    let gate = release.clone();
+    let upstream = Upstream::custom(move |req| {
+        let gate = gate.clone();
+        async move {
+            if req.uri().path() == "/slow" {
+                gate.notified().await;
+            }
+            Response::new(full(format!("done{}", req.uri().path())))
+        }
+    })
+    .await;
+    let s = Setup::basic(upstream).await;
+    let mut tls = s.client.tls("app.test", Proto::H2).await.unwrap();
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    tls.write_all(
+        b"GET /fast HTTP/1.1\r\nHost: app.test\r\n\r\n\
+          GET /slow HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while !String::from_utf8_lossy(&seen).contains("done/fast") {
+            let n = tls.read(&mut buf).await.unwrap();
+            assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&seen));
+            seen.extend_from_slice(&buf[..n]);
+        }
+    })
+    .await
+    .expect("the first response arrived while the second was pending");
+    release.notify_one();
+    tls.read_to_end(&mut seen).await.unwrap();
+    let text = String::from_utf8_lossy(&seen);
+    assert_eq!(text.matches("HTTP/1.1 200").count(), 2, "{text}");
+    assert!(text.ends_with("done/slow"), "{text}");
+}
+
+#[tokio::test]
 async fn an_abandoned_download_closes_its_upstream_connection() {
     // The upstream streams until its connection goes away, then says so.
     let (stopped_tx, mut stopped_rx) = mpsc::channel::<()>(1);
