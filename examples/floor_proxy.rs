@@ -1,7 +1,8 @@
 //! The floor: a TLS pass-through proxy built from the same parts as the
 //! gateway (tokio's single-threaded runtime, rustls, hyper's HTTP/1.1 and
-//! HTTP/2 servers, the gateway's upstream pool, jemalloc) that does nothing
-//! else: no header policy, no cookie hardening, no session lookup, no log.
+//! HTTP/2 servers, the gateway's HTTP/2 write coalescing and upstream pool,
+//! jemalloc) that does nothing else: no header policy, no cookie hardening,
+//! no session lookup, no log.
 //!
 //! benches/load/run.sh runs it as the `floor` target beside sessiongate, so
 //! that a run shows what the required crates alone cost per request, and
@@ -23,6 +24,7 @@ use hyper::body::{Bytes, Incoming};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
+use sessiongate::coalesce::Coalesced;
 use sessiongate::proxy::upstream::{Pool, ResponseBody};
 use sessiongate::{Config, tls};
 use tokio::net::TcpListener;
@@ -91,7 +93,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     Box::pin(async move { Ok::<_, Infallible>(forward(&pool, &host, req).await) })
                 });
                 let _ = builder
-                    .serve_connection_with_upgrades(TokioIo::new(tls), service)
+                    .serve_connection_with_upgrades(TokioIo::new(Coalesced::new(tls)), service)
                     .await;
             });
         }

@@ -102,13 +102,25 @@ struct Attr<'a> {
 
 /// Splits the name-value pair; `None` where a browser ignores the line.
 pub fn parse(line: &[u8]) -> Option<Parsed<'_>> {
-    // §5.6 step 1: CTLs other than HTAB abort.
-    if line.iter().any(|&b| (b < 0x20 && b != b'\t') || b == 0x7f) {
-        return None;
+    // One pass: the first `;` ends the name-value pair, the first `=` before
+    // it splits the pair, and (§5.6 step 1) a CTL other than HTAB anywhere
+    // aborts.
+    let mut nvp_end = line.len();
+    let mut eq = None;
+    for (i, &b) in line.iter().enumerate() {
+        if (b < 0x20 && b != b'\t') || b == 0x7f {
+            return None;
+        }
+        if nvp_end == line.len() {
+            if b == b';' {
+                nvp_end = i;
+            } else if b == b'=' && eq.is_none() {
+                eq = Some(i);
+            }
+        }
     }
-    let nvp_end = line.iter().position(|&b| b == b';').unwrap_or(line.len());
     let nvp = &line[..nvp_end];
-    let (name, value) = match nvp.iter().position(|&b| b == b'=') {
+    let (name, value) = match eq {
         Some(eq) => (trim(&nvp[..eq]), trim(&nvp[eq + 1..])),
         // No `=`: a nameless cookie whose value is the whole pair.
         None => (&nvp[..0], trim(nvp)),
@@ -380,6 +392,61 @@ mod tests {
     use super::*;
 
     const NOW: i64 = 1_700_000_000; // 2023-11-14T22:13:20Z
+
+    /// Bytes around every boundary the scan cares about.
+    const ALPHABET: &[u8] = &[
+        0x00, 0x01, 0x08, 0x09, 0x0a, 0x1f, 0x20, b';', b'=', b'a', b'<', b':', b'>', 0x7e,
+        0x7f, 0x80, 0x9f, 0xa0, 0xff,
+    ];
+
+    /// A small deterministic generator (xorshift64*), so failures repeat.
+    fn words(seed: u64) -> impl Iterator<Item = u64> {
+        let mut s = seed;
+        std::iter::repeat_with(move || {
+            s ^= s >> 12;
+            s ^= s << 25;
+            s ^= s >> 27;
+            s.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        })
+    }
+
+    #[test]
+    fn parse_splits_as_a_byte_by_byte_scan_does() {
+        // The scan as it was: three passes (CTLs, `;`, `=`).
+        fn plain(line: &[u8]) -> Option<(usize, &[u8], &[u8])> {
+            if line.iter().any(|&b| (b < 0x20 && b != b'\t') || b == 0x7f) {
+                return None;
+            }
+            let nvp_end = line.iter().position(|&b| b == b';').unwrap_or(line.len());
+            let nvp = &line[..nvp_end];
+            let (name, value) = match nvp.iter().position(|&b| b == b'=') {
+                Some(eq) => (trim(&nvp[..eq]), trim(&nvp[eq + 1..])),
+                None => (&nvp[..0], trim(nvp)),
+            };
+            if (name.is_empty() && value.is_empty()) || name.len() + value.len() > 4096 {
+                return None;
+            }
+            Some((nvp_end, name, value))
+        }
+        let mut rng = words(11);
+        for _ in 0..100_000 {
+            let r = rng.next().unwrap();
+            let len = (r % 40) as usize;
+            // Mostly plain letters, so that long clean runs occur too.
+            let line: Vec<u8> = (0..len)
+                .map(|_| {
+                    let r = rng.next().unwrap();
+                    if r % 4 == 0 {
+                        ALPHABET[(r >> 8) as usize % ALPHABET.len()]
+                    } else {
+                        b'a' + (r >> 8) as u8 % 26
+                    }
+                })
+                .collect();
+            let got = parse(&line).map(|p| (p.nvp_end, p.name, p.value));
+            assert_eq!(got, plain(&line), "{line:02x?}");
+        }
+    }
 
     fn policy() -> CookiePolicy {
         CookiePolicy {

@@ -181,7 +181,10 @@ impl Gateway {
         );
 
         let (site, result) = match self.route(&req, conn) {
-            Ok((site, host)) => (Some(site), self.proxy(site, host, req, conn, client).await),
+            Ok((site, host, name_len)) => (
+                Some(site),
+                self.proxy(site, host, name_len, req, conn, client).await,
+            ),
             Err(e) => (None, Err(e)),
         };
         let (mut res, upstream_status) = match result {
@@ -213,12 +216,13 @@ impl Gateway {
 
     /// Picks the site: by Host (or the request target's authority, which
     /// takes precedence, RFC 9112 §3.2.2), which must agree with the site the
-    /// TLS connection was made for.
+    /// TLS connection was made for. Returns the site, the host as asked for
+    /// and the length of its name part (the host without the port).
     fn route(
         &self,
         req: &Request<Incoming>,
         conn: &ConnInfo,
-    ) -> Result<(usize, HeaderValue), ProxyError> {
+    ) -> Result<(usize, HeaderValue, usize), ProxyError> {
         let host = effective_host(req).ok_or(ProxyError::BadHost)?;
         let name = host
             .to_str()
@@ -233,23 +237,25 @@ impl Gateway {
         if conn.sni_site.is_some_and(|s| s != site) {
             return Err(ProxyError::Misdirected);
         }
-        Ok((site, host))
+        let name_len = name.len();
+        Ok((site, host, name_len))
     }
 
     async fn proxy(
         &self,
         site_index: usize,
         host: HeaderValue,
+        name_len: usize,
         mut req: Request<Incoming>,
         conn: &ConnInfo,
         client: IpAddr,
     ) -> Result<(Response<Body>, Option<StatusCode>), ProxyError> {
         let site = &self.config.sites[site_index];
+        // The name part of the host (checked to be text in `route`).
         let public_host = host
             .to_str()
             .ok()
-            .and_then(location::split_host_port)
-            .map(|(h, _)| h)
+            .and_then(|h| h.get(..name_len))
             .unwrap_or_default();
 
         // Request filter.

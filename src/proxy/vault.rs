@@ -232,7 +232,7 @@ pub async fn on_request(
             let before = cookie.len();
             SessionStore::inject(&**store, id, r.uri.path(), now, &mut cookie).await;
             if cookie.len() != before
-                && let Ok(v) = HeaderValue::from_bytes(&cookie)
+                && let Ok(v) = HeaderValue::from_maybe_shared(bytes::Bytes::from(cookie))
             {
                 headers.insert(header::COOKIE, v);
             }

@@ -400,6 +400,7 @@ impl MemoryStore {
             }
         }
         let mut emit = |c: &Cookie<'_>| {
+            out.reserve(c.name.len() + c.value.len() + 3);
             if !out.is_empty() {
                 out.extend_from_slice(b"; ");
             }
