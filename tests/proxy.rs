@@ -909,11 +909,39 @@ async fn bodies_over_the_limit_get_413_declared_or_streamed() {
         StatusCode::PAYLOAD_TOO_LARGE
     );
     assert!(s.upstream.requests().is_empty());
+    // The same over HTTP/2, with more body than the stream window, which
+    // the client is still sending when the 413 comes back.
+    let req = Request::post("https://app.test/up")
+        .body(full(vec![b'x'; 300_000]))
+        .unwrap();
+    assert_eq!(
+        s.client.send(Proto::H2, req).await.status,
+        StatusCode::PAYLOAD_TOO_LARGE
+    );
+    assert!(s.upstream.requests().is_empty());
     // At the limit: passes.
     let req = Request::post("https://app.test/up")
         .body(full(vec![b'x'; 1000]))
         .unwrap();
     assert_eq!(s.client.send(Proto::H2, req).await.status, 200);
+    // HTTP/2 without a declared length: cut off as it streams.
+    let (tx, rx) =
+        mpsc::channel::<Result<Frame<Bytes>, Box<dyn std::error::Error + Send + Sync>>>(4);
+    let body = StreamBody::new(tokio_stream(rx)).boxed();
+    let req = Request::post("https://app.test/up").body(body).unwrap();
+    let client = s.client.clone();
+    let pending = tokio::spawn(async move { client.send(Proto::H2, req).await });
+    for _ in 0..3 {
+        if tx
+            .send(Ok(Frame::data(Bytes::from(vec![b'z'; 600]))))
+            .await
+            .is_err()
+        {
+            break;
+        }
+    }
+    drop(tx);
+    assert_eq!(pending.await.unwrap().status, StatusCode::PAYLOAD_TOO_LARGE);
     // Chunked, no length: cut off as it streams.
     let tls = s.client.tls("app.test", Proto::H1).await.unwrap();
     let chunk = format!("{:x}\r\n{}\r\n", 1500, "y".repeat(1500));
