@@ -1,8 +1,12 @@
 //! The floor: a TLS pass-through proxy built from the same parts as the
 //! gateway (tokio's single-threaded runtime, rustls, hyper's HTTP/1.1 and
-//! HTTP/2 servers, the gateway's HTTP/2 write coalescing and upstream pool,
-//! jemalloc) that does nothing else: no header policy, no cookie hardening,
-//! no session lookup, no log.
+//! HTTP/2 servers with the gateway's settings, the HTTP/2 write coalescing,
+//! the upstream pool, jemalloc) that does nothing else: no header policy,
+//! no cookie hardening, no session lookup, no log. It also leaves out the
+//! gateway's per-connection plumbing (TLS handshake deadline, connection
+//! bound, graceful-shutdown watch) and the per-request upstream timeout,
+//! a few hundred instructions per request that the comparison thus counts
+//! as the gateway's own work.
 //!
 //! benches/load/run.sh runs it as the `floor` target beside sessiongate, so
 //! that a run shows what the required crates alone cost per request, and
@@ -22,11 +26,10 @@ use http::{HeaderValue, Request, Response, StatusCode, Uri, Version};
 use http_body_util::{Either, Empty, Limited};
 use hyper::body::{Bytes, Incoming};
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
+use hyper_util::rt::TokioIo;
 use sessiongate::coalesce::Coalesced;
 use sessiongate::proxy::upstream::{Pool, ResponseBody};
-use sessiongate::{Config, tls};
+use sessiongate::{Config, server, tls};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
@@ -74,10 +77,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     rt.block_on(async move {
         let listener = TcpListener::bind(addr).await?;
         eprintln!("floor_proxy on {}", listener.local_addr()?);
-        let builder = Arc::new(auto::Builder::new(TokioExecutor::new()));
+        let builder = Arc::new(server::http_builder(&config.listen));
         loop {
-            let (stream, _) = listener.accept().await?;
-            stream.set_nodelay(true)?;
+            // An accept error (say EMFILE) is not the end of a benchmark.
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let _ = stream.set_nodelay(true);
             let (acceptor, builder, pool, host) = (
                 acceptor.clone(),
                 builder.clone(),

@@ -10,17 +10,19 @@
 # PROXY_CPU (0), LOAD_CPU (1), SESSIONGATE_BIN (default: cargo build --release,
 # then target/release/sessiongate), KEEP_TMP=1 (keep configs, logs and raw
 # outputs), DEADLINE (s, 600), ONLY (space-separated subset of: direct nginx
-# haproxy sg-harden sg-vault), PERF (targets to profile with `perf record` in
-# an extra, unrecorded HTTP/1.1 and HTTP/2 run each after the rounds; implies
+# haproxy floor sg-harden sg-vault; the default leaves out floor), PERF
+# (targets, also named in ONLY, to profile with `perf record` in an extra,
+# unrecorded HTTP/1.1 and HTTP/2 run each after the rounds; implies
 # KEEP_TMP=1; reports in the work dir, e.g. PERF=sg-harden ROUNDS=1),
 # CALLGRIND (targets to run under valgrind's callgrind instead of the timed
 # rounds: user-space instructions per request, the same every run, over
 # CG_REQUESTS (20000) requests on CG_CONNS (10) connections with h2load, for
 # HTTP/1.1 and HTTP/2; e.g. CALLGRIND="nginx haproxy sg-harden sg-vault").
-# The extra target `floor` (only when named in ONLY, PERF or CALLGRIND) is
-# examples/floor_proxy.rs: the gateway's own parts (runtime, rustls, hyper,
-# upstream pool, allocator) passing requests through with no policy and no
-# log, i.e. what the required crates alone cost; it does not harden cookies.
+# The extra target `floor` (only when named in ONLY or CALLGRIND) is
+# examples/floor_proxy.rs: the gateway's own parts (runtime, rustls, hyper
+# with the gateway's settings, HTTP/2 write coalescing, upstream pool,
+# allocator) passing requests through with no policy and no log, i.e. what
+# the required crates alone cost; it does not harden cookies.
 #
 # It only ever stops processes it started itself, by PID.
 set -euo pipefail
@@ -121,6 +123,7 @@ if [[ " $ONLY " == *" floor "* && -z ${FLOOR_BIN:-} ]]; then
     (cd "$ROOT" && cargo build --release --quiet --example floor_proxy)
     FLOOR_BIN=$ROOT/target/release/examples/floor_proxy
 fi
+[[ " $ONLY " != *" floor "* || -x $FLOOR_BIN ]] || die "no floor_proxy binary at $FLOOR_BIN"
 [[ -x $SESSIONGATE_BIN ]] || die "no sessiongate binary at $SESSIONGATE_BIN"
 CLK_TCK=$(getconf CLK_TCK)
 (($(nproc) >= 2)) || log "warning: fewer than 2 CPUs; proxy and load generator share one"
