@@ -116,7 +116,10 @@ impl Pool {
                 Some(tx) => tx,
                 None => {
                     fresh = true;
-                    self.connect().await?
+                    // Boxed: connecting (DNS, TCP, TLS) is a 2.5 KB future
+                    // that most requests never run, and unboxed it would
+                    // make every request's future that much larger.
+                    Box::pin(self.connect()).await?
                 }
             };
             match tx.try_send_request(req).await {
