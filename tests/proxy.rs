@@ -140,13 +140,7 @@ async fn http2_streams_of_every_size_on_one_connection_all_arrive_intact() {
     .await;
     let s = Setup::basic(upstream).await;
     let tls = s.client.tls("app.test", Proto::H2).await.unwrap();
-    let (sender, conn) = hyper::client::conn::http2::handshake(
-        hyper_util::rt::TokioExecutor::new(),
-        hyper_util::rt::TokioIo::new(tls),
-    )
-    .await
-    .unwrap();
-    tokio::spawn(conn);
+    let sender = h2_sender(tls).await;
     let sizes = [
         0, 1, 255, 256, 1024, 4000, 16_383, 16_384, 16_385, 40_000, 100_000, 3_000_000,
     ];

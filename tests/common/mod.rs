@@ -391,16 +391,30 @@ pub async fn tls_connect(
     TlsConnector::from(cfg).connect(name, tcp).await
 }
 
+/// An HTTP/2 client connection over an established TLS stream, driven in
+/// the background; the sender can be cloned for concurrent streams.
+pub async fn h2_sender(
+    tls: TlsStream<TcpStream>,
+) -> hyper::client::conn::http2::SendRequest<TestBody> {
+    let (sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    sender
+}
+
 /// Sends `req` over an established TLS stream; returns the streaming response.
 pub async fn send_on(
     tls: TlsStream<TcpStream>,
     proto: Proto,
     mut req: Request<TestBody>,
 ) -> Response<Incoming> {
-    let io = TokioIo::new(tls);
     match proto {
         Proto::H1 => {
-            let (mut sender, conn) = hyper::client::conn::http1::handshake(io).await.unwrap();
+            let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+                .await
+                .unwrap();
             tokio::spawn(async move {
                 let _ = conn.with_upgrades().await;
             });
@@ -419,11 +433,7 @@ pub async fn send_on(
             sender.send_request(req).await.unwrap()
         }
         Proto::H2 => {
-            let (mut sender, conn) =
-                hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
-                    .await
-                    .unwrap();
-            tokio::spawn(conn);
+            let mut sender = h2_sender(tls).await;
             *req.version_mut() = Version::HTTP_2;
             sender.send_request(req).await.unwrap()
         }
