@@ -43,6 +43,7 @@ pub struct Vetted<'a> {
     pub watched: usize,
 }
 
+#[derive(Clone, Copy)]
 struct Piece<'a> {
     raw: &'a [u8],
     name: &'a [u8],
@@ -134,27 +135,44 @@ impl CookieRules {
     }
 
     /// Vets every `Cookie` header of a request (HTTP/2 sends several).
-    /// When the request has one header and every cookie in it passes as
-    /// sent, nothing is allocated and `unchanged` is set. Work is at most
-    /// O(n log n) in the number of cookies, whatever their spelling.
+    /// The headers are split once. When the request has one header and
+    /// every cookie in it passes as sent, nothing is allocated and
+    /// `unchanged` is set. Work is at most O(n log n) in the number of
+    /// cookies, whatever their spelling.
     pub fn vet<'a>(&self, headers: &[&'a [u8]]) -> Vetted<'a> {
-        let n = pieces(headers.iter().copied()).count();
-        let mut small = [Class::Dropped; PAIRWISE_MAX];
+        const NONE: (Piece<'static>, Class<'static>) = (
+            Piece {
+                raw: &[],
+                name: &[],
+                value: &[],
+            },
+            Class::Dropped,
+        );
+        let mut small = [NONE; PAIRWISE_MAX];
         let mut large = Vec::new();
-        let classes: &mut [Class<'a>] = if n <= PAIRWISE_MAX {
+        let mut n = 0;
+        for p in pieces(headers.iter().copied()) {
+            let item = (p, self.classify(&p));
+            if n < PAIRWISE_MAX {
+                small[n] = item;
+            } else {
+                if large.is_empty() {
+                    large.extend_from_slice(&small);
+                }
+                large.push(item);
+            }
+            n += 1;
+        }
+        let items: &mut [(Piece<'a>, Class<'a>)] = if n <= PAIRWISE_MAX {
             &mut small[..n]
         } else {
-            large.resize(n, Class::Dropped);
             &mut large
         };
-        for (slot, p) in classes.iter_mut().zip(pieces(headers.iter().copied())) {
-            *slot = self.classify(&p);
-        }
-        mark_duplicates(classes);
+        mark_duplicates(items);
 
         let mut v = Vetted::default();
         let mut renamed = false;
-        for (class, p) in classes.iter().zip(pieces(headers.iter().copied())) {
+        for (p, class) in items.iter() {
             match *class {
                 Class::Gateway => {
                     v.gateway_values.push(p.value);
@@ -179,7 +197,7 @@ impl CookieRules {
             v.unchanged = true;
             return v;
         }
-        for (class, p) in classes.iter().zip(pieces(headers.iter().copied())) {
+        for (p, class) in items.iter() {
             let Class::Forward(app_name) = *class else {
                 continue;
             };
@@ -201,32 +219,37 @@ impl CookieRules {
 
 /// Turns every forwarded name that occurs more than once (in the app's
 /// reading of names) into `Tossed`.
-fn mark_duplicates<'a>(classes: &mut [Class<'a>]) {
-    fn name<'a>(c: &Class<'a>) -> Option<&'a [u8]> {
-        match *c {
+fn mark_duplicates<'a>(items: &mut [(Piece<'a>, Class<'a>)]) {
+    fn name<'a>(item: &(Piece<'a>, Class<'a>)) -> Option<&'a [u8]> {
+        match item.1 {
             Class::Forward(n) => Some(n),
             _ => None,
         }
     }
-    if classes.len() <= PAIRWISE_MAX {
+    fn toss(item: &mut (Piece<'_>, Class<'_>)) {
+        if let Class::Forward(n) = item.1 {
+            item.1 = Class::Tossed(n);
+        }
+    }
+    if items.len() <= PAIRWISE_MAX {
         let mut dup = [false; PAIRWISE_MAX];
-        for i in 0..classes.len() {
-            let Some(a) = name(&classes[i]) else { continue };
-            for j in i + 1..classes.len() {
-                if name(&classes[j]).is_some_and(|b| same_name(a, b)) {
+        for i in 0..items.len() {
+            let Some(a) = name(&items[i]) else { continue };
+            for j in i + 1..items.len() {
+                if name(&items[j]).is_some_and(|b| same_name(a, b)) {
                     dup[i] = true;
                     dup[j] = true;
                 }
             }
         }
-        for (c, d) in classes.iter_mut().zip(dup) {
-            if d && let Class::Forward(n) = *c {
-                *c = Class::Tossed(n);
+        for (item, d) in items.iter_mut().zip(dup) {
+            if d {
+                toss(item);
             }
         }
         return;
     }
-    let mut keyed: Vec<(Vec<u8>, usize)> = classes
+    let mut keyed: Vec<(Vec<u8>, usize)> = items
         .iter()
         .enumerate()
         .filter_map(|(i, c)| name(c).map(|n| (canonical(n).collect(), i)))
@@ -235,10 +258,8 @@ fn mark_duplicates<'a>(classes: &mut [Class<'a>]) {
     for w in 0..keyed.len() {
         let same_prev = w > 0 && keyed[w - 1].0 == keyed[w].0;
         let same_next = w + 1 < keyed.len() && keyed[w + 1].0 == keyed[w].0;
-        if (same_prev || same_next)
-            && let Class::Forward(n) = classes[keyed[w].1]
-        {
-            classes[keyed[w].1] = Class::Tossed(n);
+        if same_prev || same_next {
+            toss(&mut items[keyed[w].1]);
         }
     }
 }
@@ -371,6 +392,25 @@ mod tests {
         let (h, _, tossed, dropped) = vet(&[&header]);
         assert_eq!((h.as_str(), dropped), ("", 3000));
         assert_eq!(tossed.len(), 1);
+    }
+
+    #[test]
+    fn order_and_duplicates_hold_either_side_of_the_pairwise_bound() {
+        for fill in [29, 30, 31, 32, 62] {
+            let middle: String = (0..fill).map(|i| format!("c{i}=v; ")).collect();
+            let kept = format!("lang=en; {middle}PHPSESSID=abc");
+            let (h, _, tossed, dropped) = vet(&[&kept]);
+            assert_eq!(
+                (h.as_str(), dropped),
+                ("lang=en; PHPSESSID=abc", fill),
+                "{fill}"
+            );
+            assert!(tossed.is_empty());
+            let twice = format!("lang=en; {middle}LANG=fr; PHPSESSID=abc");
+            let (h, _, tossed, dropped) = vet(&[&twice]);
+            assert_eq!((h.as_str(), dropped), ("PHPSESSID=abc", fill + 2), "{fill}");
+            assert_eq!(tossed, ["lang"]);
+        }
     }
 
     #[test]

@@ -275,21 +275,21 @@ pub async fn on_response(
         .map_or(0, |d| d.as_secs() as i64);
 
     // Take every Set-Cookie under a vaulted name out of the response.
-    let mut vaulted = Vec::new();
+    let mut all: Vec<HeaderValue> = Vec::new();
     if headers.contains_key(header::SET_COOKIE) {
-        let all: Vec<HeaderValue> = headers
+        all = headers
             .get_all(header::SET_COOKIE)
             .iter()
             .cloned()
             .collect();
         headers.remove(header::SET_COOKIE);
-        for line in all {
-            let is_vaulted = set_cookie::parse(line.as_bytes())
-                .is_some_and(|p| site.session.cookies.matches(p.name));
-            if is_vaulted {
-                vaulted.push(line);
-            } else {
-                headers.append(header::SET_COOKIE, line);
+    }
+    let mut vaulted = Vec::new();
+    for line in &all {
+        match set_cookie::parse(line.as_bytes()) {
+            Some(p) if site.session.cookies.matches(p.name) => vaulted.push(p),
+            _ => {
+                headers.append(header::SET_COOKIE, line.clone());
             }
         }
     }
@@ -297,10 +297,7 @@ pub async fn on_response(
     let mut session = ctx.session;
     let mut new_token: Option<Token> = None;
     let mut session_cookie_set = false;
-    for line in &vaulted {
-        let Some(p) = set_cookie::parse(line.as_bytes()) else {
-            continue;
-        };
+    for p in &vaulted {
         if ctx.logout || !ctx.writable {
             audit::event(
                 "vault_write_refused",

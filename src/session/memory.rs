@@ -184,9 +184,46 @@ fn backend_key(site: u16, name: &[u8], value: &[u8]) -> BackendKey {
     out
 }
 
+/// The hash of the tables whose keys no client can choose: session ids
+/// (the store's own counter) and token keys (SHA-256 of tokens the gateway
+/// generated; a client's guesses are looked up, never inserted, so they
+/// cannot lengthen a probe sequence). SipHash, the default, resists keys
+/// chosen to collide, and cost more than the rest of the lookup here. The
+/// backend index keeps SipHash: its keys come from the app's values.
+#[derive(Default, Clone, Copy)]
+struct OwnKeyHasher(u64);
+
+impl std::hash::Hasher for OwnKeyHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.write_u64(u64::from_le_bytes(word));
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = fold_mul(self.0 ^ n, 0x9e37_79b9_7f4a_7c15);
+    }
+
+    /// A second round, so that every input bit reaches the low bits (the
+    /// bucket) and the high ones (hashbrown's tag, dashmap's shard).
+    fn finish(&self) -> u64 {
+        fold_mul(self.0, 0xa076_1d64_78bd_642f)
+    }
+}
+
+/// A folded multiply: the 128-bit product's halves XORed together.
+fn fold_mul(x: u64, k: u64) -> u64 {
+    let m = u128::from(x) * u128::from(k);
+    (m as u64) ^ ((m >> 64) as u64)
+}
+
+type OwnKeys = std::hash::BuildHasherDefault<OwnKeyHasher>;
+
 pub struct MemoryStore {
-    sessions: DashMap<u64, Session>,
-    tokens: DashMap<TokenKey, u64>,
+    sessions: DashMap<u64, Session, OwnKeys>,
+    tokens: DashMap<TokenKey, u64, OwnKeys>,
     backend: DashMap<BackendKey, u64>,
     next_id: AtomicU64,
     epoch: Instant,
@@ -208,8 +245,8 @@ impl MemoryStore {
         // Only the tables' control bytes are touched now (about 6 MiB for a
         // million sessions); the rest is paged in as sessions arrive.
         MemoryStore {
-            sessions: DashMap::with_capacity(max_sessions),
-            tokens: DashMap::with_capacity(max_sessions),
+            sessions: DashMap::with_capacity_and_hasher(max_sessions, OwnKeys::default()),
+            tokens: DashMap::with_capacity_and_hasher(max_sessions, OwnKeys::default()),
             backend: DashMap::with_capacity(max_sessions),
             next_id: AtomicU64::new(1),
             epoch: Instant::now(),
@@ -607,5 +644,35 @@ impl MemoryStore {
         self.tokens
             .retain(|_, t| *t & TOMBSTONE == 0 || now < (*t & !TOMBSTONE) as Secs);
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+    use std::hash::BuildHasher;
+
+    use super::*;
+
+    #[test]
+    fn own_key_hash_spreads_sequential_ids_and_token_keys() {
+        // 4096 keys into 4096 buckets: a good hash fills about 63% of them
+        // (1 - 1/e); a poor one (identity on ids, or only the first bytes
+        // of a token key) fills far fewer of the high-bit tags.
+        let h = OwnKeys::default();
+        let ids: Vec<u64> = (1..=4096u64).map(|id| h.hash_one(id)).collect();
+        let keys: Vec<u64> = (0..4096u32)
+            .map(|i| {
+                let mut k = [0u8; 16];
+                k[12..].copy_from_slice(&i.to_be_bytes());
+                h.hash_one(TokenKey(k))
+            })
+            .collect();
+        for hashes in [ids, keys] {
+            let low: HashSet<u64> = hashes.iter().map(|x| x & 4095).collect();
+            let tags: HashSet<u64> = hashes.iter().map(|x| x >> 57).collect();
+            assert!(low.len() > 2400, "{} buckets", low.len());
+            assert_eq!(tags.len(), 128);
+        }
     }
 }
