@@ -17,7 +17,9 @@
 # CALLGRIND (targets to run under valgrind's callgrind instead of the timed
 # rounds: user-space instructions per request, the same every run, over
 # CG_REQUESTS (20000) requests on CG_CONNS (10) connections with h2load, for
-# HTTP/1.1 and HTTP/2; e.g. CALLGRIND="nginx haproxy sg-harden sg-vault").
+# HTTP/1.1 and HTTP/2; e.g. CALLGRIND="nginx haproxy sg-harden sg-vault";
+# CG_OPTS adds valgrind options, e.g. CG_OPTS=--cache-sim=yes also reports
+# simulated cache misses per request).
 # The extra target `floor` (only when named in ONLY or CALLGRIND) is
 # examples/floor_proxy.rs: the gateway's own parts (runtime, rustls, hyper
 # with the gateway's settings, HTTP/2 write coalescing, upstream pool,
@@ -44,6 +46,7 @@ PERF=${PERF:-}
 CALLGRIND=${CALLGRIND:-}
 CG_REQUESTS=${CG_REQUESTS:-20000}
 CG_CONNS=${CG_CONNS:-10}
+CG_OPTS=${CG_OPTS:-}
 if [[ -n $CALLGRIND ]]; then
     ONLY=$CALLGRIND
     ROUNDS=0
@@ -223,7 +226,7 @@ start_proxy() {   # start_proxy NAME: taskset to PROXY_CPU, one worker/thread
     port=$(free_port)
     PORT[$name]=$port
     if [[ " $CALLGRIND " == *" $name "* ]]; then
-        vg=(valgrind --tool=callgrind --callgrind-out-file="$T/callgrind-$name.out")
+        vg=(valgrind --tool=callgrind $CG_OPTS --callgrind-out-file="$T/callgrind-$name.out")
         nginx_g='daemon off; master_process off;'   # one process, the one valgrind runs
     fi
     case $name in
@@ -515,8 +518,14 @@ if [[ -n $CALLGRIND ]]; then
                 sleep 0.1
             done
             for dump in "$T/callgrind-$t.out".*; do mv "$dump" "$T/callgrind-$t-$proto.out"; done
-            ir=$(sed -n 's/^summary: //p' "$T/callgrind-$t-$proto.out")
+            read -r ir _ < <(sed -n 's/^summary: //p' "$T/callgrind-$t-$proto.out")
             printf '%s\t%s\t%s\n' "$t" "$proto" "$ir" >> "$CG"
+            if [[ $CG_OPTS == *cache-sim=yes* ]]; then
+                # events: Ir Dr Dw I1mr D1mr D1mw ILmr DLmr DLmw
+                sed -n 's/^summary: //p' "$T/callgrind-$t-$proto.out" | awk -v t="$t" -v p="$proto" -v n="$CG_REQUESTS" \
+                    '{ printf "%s %s per request: %.0f data reads+writes, %.0f L1d misses, %.0f last-level misses (data), %.0f L1i misses\n", t, p, ($2 + $3) / n, ($5 + $6) / n, ($8 + $9) / n, $4 / n }' \
+                    >> "$T/callgrind-cache.txt"
+            fi
             # Self cost; lines sharing one count are a thread's root frames, not work.
             callgrind_annotate --threshold=100 --inclusive=no "$T/callgrind-$t-$proto.out" 2>/dev/null |
                 sed -n '/file:function/,$p' | sed 1,2d | grep -v '^ *$' |
@@ -537,6 +546,7 @@ if [[ -n $CALLGRIND ]]; then
             printf "%-10s %12.0f %12.0f %10s %10s %12s %12s\n", t, a, b,
                 na ? sprintf("%.2f", a / na) : "-", nb ? sprintf("%.2f", b / nb) : "-",
                 ha ? sprintf("%.2f", a / ha) : "-", hb ? sprintf("%.2f", b / hb) : "-" } }' "$CG"
+    [[ ! -e $T/callgrind-cache.txt ]] || { echo; echo "simulated caches (valgrind's model of this CPU's, not measured):"; cat "$T/callgrind-cache.txt"; }
     exit 0
 fi
 
