@@ -1,13 +1,15 @@
 //! Request cookies: only vetted names reach the app.
 //!
-//! Names are compared the way the app reads them (percent-decoded, as PHP
-//! does, and without regard to case, as servlet and ASP.NET cookie
-//! collections do), so `PHPSESS%49D` is `PHPSESSID`. A vetted name that
-//! arrives twice is a sign of cookie tossing (a sibling subdomain planting a
-//! second cookie of the same name): none of its values is forwarded. The
-//! gateway's own cookie never reaches the app.
+//! Names are compared the way the app reads them (as PHP reads them, and
+//! without regard to case, as servlet and ASP.NET cookie collections do; see
+//! `names`), so `PHPSESS%49D` is `PHPSESSID` and `sess[id` is `sess_id`. A
+//! name that an app may read two ways (decoded or as sent: PHP changed in
+//! 7.4.11) is never forwarded. A vetted name that arrives twice is a sign of
+//! cookie tossing (a sibling subdomain planting a second cookie of the same
+//! name): none of its values is forwarded. The gateway's own cookie never
+//! reaches the app.
 
-use super::names::{NameSet, canonical, same_name};
+use super::names::{NameSet, canonical, one_reading, same_name};
 use super::trim_ows as trim;
 
 /// What the vetter needs to know about a site.
@@ -169,6 +171,13 @@ impl CookieRules {
             &mut large
         };
         mark_duplicates(items);
+        for (p, class) in items.iter_mut() {
+            // Counted for duplicates above in its decoded reading, but not
+            // forwarded when the app might read it otherwise.
+            if matches!(class, Class::Forward(_)) && !one_reading(p.name) {
+                *class = Class::Dropped;
+            }
+        }
 
         let mut v = Vetted::default();
         let mut renamed = false;
@@ -338,8 +347,11 @@ mod tests {
                 &["PHPSESSID"],
             ),
             (&["PHPSESS%49D=a; PHPSESSID=b"], "", &[], &["PHPSESS%49D"]),
-            // A lone encoded name is forwarded as sent: the app decodes it.
-            (&["PHPSESS%49D=a"], "PHPSESS%49D=a", &[], &[]),
+            // A lone encoded name: PHP before 7.4.11 reads `PHPSESSID`, PHP
+            // since then `PHPSESS%49D`. One name or the other, it is not
+            // forwarded.
+            (&["PHPSESS%49D=a"], "", &[], &[]),
+            (&["lang=en; PHPSESS%49D=a"], "lang=en", &[], &[]),
             // A name that is a prefix of a vetted one is not vetted.
             (&["PHPSESSI=x; PHPSESSIDX=y"], "", &[], &[]),
             // Host-prefixed app cookies: the `__Host-` copy wins, bare never passes.
@@ -392,6 +404,34 @@ mod tests {
         let (h, _, tossed, dropped) = vet(&[&header]);
         assert_eq!((h.as_str(), dropped), ("", 3000));
         assert_eq!(tossed.len(), 1);
+    }
+
+    #[test]
+    fn an_unclosed_bracket_cannot_plant_a_vaulted_name() {
+        // PHP reads `sess[id` as `sess_id`: forwarding it because it starts
+        // like the forwarded `sess` would set the app's session cookie.
+        let rules = CookieRules {
+            forward: NameSet::new(["sess", "cart"]),
+            host_prefixed: Vec::new(),
+            gateway: Some("__Host-sg".into()),
+            watch: NameSet::new(["sess_id"]),
+        };
+        let h: [&[u8]; 1] = [b"sess[id=evil; sess%5Bid=evil; sess=ok; cart[1]=x"];
+        let v = rules.vet(&h);
+        assert_eq!(v.header, b"sess=ok; cart[1]=x");
+        assert_eq!((v.dropped, v.watched), (2, 2));
+        // Decoded, `sess_id[%00]` is `sess_id_` (forwarded here); as sent,
+        // which is how PHP 8 reads cookie names, it is the array `sess_id`,
+        // the vaulted name. Neither reading is guessed.
+        let rules = CookieRules {
+            forward: NameSet::new(["sess_id_"]),
+            ..rules
+        };
+        let h: [&[u8]; 1] = [b"sess_id[%00]=evil; lang=en"];
+        let v = rules.vet(&h);
+        assert_eq!((v.header.as_slice(), v.dropped), (&b""[..], 2));
+        let h: [&[u8]; 1] = [b"sess_id[=fine"];
+        assert!(rules.vet(&h).unchanged);
     }
 
     #[test]

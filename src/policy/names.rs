@@ -1,12 +1,22 @@
 //! Sets of names (session parameters, cookie names) matched the way the
 //! apps behind the gateway read them, so that no spelling slips past.
 //!
-//! PHP (main/php_variables.c) URL-decodes a name with `+` as a space, ends it
-//! at a NUL byte, skips leading spaces, ends it at `[` (an array), and turns
-//! the remaining spaces and dots into `_`; servlet and ASP.NET cookie
-//! collections ignore case. The canonical form applies all of that, so two
-//! names are the same when any app would read them as the same. Matching a
-//! superset of spellings only ever drops or strips more, which is safe.
+//! PHP (main/php_variables.c, `php_register_variable_ex`) URL-decodes a name
+//! with `+` as a space, ends it at a NUL byte, skips leading spaces, turns
+//! spaces and dots into `_`, and reads `[`: when a `]` follows somewhere, the
+//! name ends at the `[` (`a[x]` is the array `a`); when none does, the `[`
+//! and every later space, dot or `[` become `_` (`a[x` is the name `a_x`).
+//! Servlet and ASP.NET cookie collections ignore case. The canonical form
+//! applies all of that, so two names are the same when an app would read
+//! them as the same.
+//!
+//! The sets serve both ways: names to drop or strip (session IDs, vaulted
+//! cookies) and names to forward. Merging spellings is safe for dropping;
+//! for forwarding it is safe only while every app reads a merged spelling
+//! either as the canonical name or as a name no app uses (`LANG` or a leading
+//! tab, to an app that reads them literally). That is why an unclosed `[`
+//! follows PHP exactly instead of ending the name: `sess[id` is `sess_id` to
+//! PHP, and forwarding it as the harmless `sess` would plant a `sess_id`.
 //! Nothing here allocates: names are compared as streams of canonical bytes.
 
 use std::borrow::Cow;
@@ -36,17 +46,77 @@ fn fold(b: u8) -> u8 {
 
 /// The canonical bytes of a raw (wire) name.
 pub fn canonical(raw: &[u8]) -> impl Iterator<Item = u8> + '_ {
-    Decode { raw, i: 0 }
-        .take_while(|&b| b != 0)
-        .skip_while(|&b| b == b' ' || b == b'\t')
-        .take_while(|&b| b != b'[')
-        .map(fold)
+    reading(raw, true)
 }
 
-/// Percent-decoding with `+` as a space, as an iterator.
+fn reading(raw: &[u8], decode: bool) -> Canonical<'_> {
+    Canonical {
+        bytes: Decode { raw, i: 0, decode },
+        started: false,
+        unclosed: false,
+    }
+}
+
+/// Whether a name means one thing whether or not it is percent-decoded.
+/// PHP decodes query and form names, and cookie names before 7.4.11
+/// (CVE-2020-7070); since then it reads cookie names as sent. Where the two
+/// readings differ (`ab[c%00]` is `ab_c` decoded, the array `ab` as sent),
+/// the gateway cannot know which one the app will use, so a cookie under
+/// such a name is not forwarded.
+pub fn one_reading(raw: &[u8]) -> bool {
+    !raw.iter().any(|&b| b == b'%' || b == b'+') || reading(raw, true).eq(reading(raw, false))
+}
+
+/// PHP's reading of a name, lower-cased, as an iterator (module comment).
+struct Canonical<'a> {
+    bytes: Decode<'a>,
+    /// Past the leading spaces.
+    started: bool,
+    /// Past a `[` that no `]` follows: the name goes on, with `_` for it.
+    unclosed: bool,
+}
+
+impl Iterator for Canonical<'_> {
+    type Item = u8;
+    fn next(&mut self) -> Option<u8> {
+        loop {
+            let b = self.bytes.next().filter(|&b| b != 0)?;
+            if !self.started {
+                if b == b' ' || b == b'\t' {
+                    continue;
+                }
+                self.started = true;
+            }
+            if b != b'[' {
+                return Some(fold(b));
+            }
+            if self.unclosed {
+                return Some(b'_');
+            }
+            // PHP looks for a `]` anywhere after the `[` (up to a NUL).
+            let closed = self
+                .bytes
+                .clone()
+                .take_while(|&c| c != 0)
+                .any(|c| c == b']');
+            if closed {
+                // An array index: the name ends here.
+                self.bytes.i = self.bytes.raw.len();
+                return None;
+            }
+            self.unclosed = true;
+            return Some(b'_');
+        }
+    }
+}
+
+/// Percent-decoding with `+` as a space, as an iterator (or the bytes as
+/// they are, without `decode`).
+#[derive(Clone)]
 struct Decode<'a> {
     raw: &'a [u8],
     i: usize,
+    decode: bool,
 }
 
 impl Iterator for Decode<'_> {
@@ -54,6 +124,10 @@ impl Iterator for Decode<'_> {
     fn next(&mut self) -> Option<u8> {
         let raw = self.raw;
         let b = *raw.get(self.i)?;
+        if !self.decode {
+            self.i += 1;
+            return Some(b);
+        }
         if b == b'%'
             && self.i + 2 < raw.len()
             && let (Some(h), Some(l)) = (hex(raw[self.i + 1]), hex(raw[self.i + 2]))
@@ -269,10 +343,57 @@ mod tests {
     }
 
     #[test]
+    fn brackets_are_read_as_php_reads_them() {
+        // (raw, what PHP's $_COOKIE / $_GET key is, lower-cased)
+        let cases: &[(&[u8], &[u8])] = &[
+            (b"sess[id]", b"sess"),
+            (b"sess[]", b"sess"),
+            (b"sess[a][b", b"sess"),
+            (b"sess%5Bid%5D", b"sess"),
+            (b"sess[id", b"sess_id"),
+            (b"sess[", b"sess_"),
+            (b"sess[i[d", b"sess_i_d"),
+            (b"sess[i.d x", b"sess_i_d_x"),
+            (b"sess.a[b", b"sess_a_b"),
+            (b"a]b[c", b"a]b_c"),
+            // A NUL ends the name before the `]` is seen.
+            (b"sess[id%00]", b"sess_id"),
+            (b" [x]", b""),
+        ];
+        for (raw, php) in cases {
+            let got: Vec<u8> = canonical(raw).collect();
+            assert_eq!(
+                got,
+                php.to_vec(),
+                "{} -> {}",
+                String::from_utf8_lossy(raw),
+                String::from_utf8_lossy(&got)
+            );
+        }
+        // PHP 8 reads cookie names as sent: no decoding, so `%00` ends
+        // nothing and `%5B` opens nothing.
+        for (raw, one) in [
+            (&b"sess"[..], true),
+            (b"ASP.NET_SessionId", true),
+            (b"cart[1]", true),
+            (b"ab[c%00]", false),
+            (b"sess%5Bid", false),
+            (b"a+b", false),
+            (b"100%", true),
+            (b"%zz", true),
+        ] {
+            assert_eq!(one_reading(raw), one, "{}", String::from_utf8_lossy(raw));
+        }
+        let vaulted = NameSet::new(["sess_id"]);
+        assert!(vaulted.matches(b"sess[id"));
+        assert!(!NameSet::new(["sess"]).matches(b"sess[id"));
+    }
+
+    #[test]
     fn plain_names_take_a_shortcut_to_the_same_answer() {
         // Every name over a small alphabet of the bytes that matter, up to
         // four long: the shortcut and the full canonical form agree.
-        const BYTES: &[u8] = b"aA%2+. \t\0[_B";
+        const BYTES: &[u8] = b"aA%2+. \t\0[]_B";
         let mut names: Vec<Vec<u8>> = vec![Vec::new()];
         for len in 1..=4 {
             let mut i = vec![0usize; len];
