@@ -563,6 +563,7 @@ function sortn(a, k,   i, j, v) { for (i = 2; i <= k; i++) { v = a[i] + 0; for (
 function median(s,   a, k, m) { k = split(s, a, " "); sortn(a, k); m = int((k + 1) / 2); return (k % 2) ? a[m] : (a[m] + a[m + 1]) / 2 }
 function minmax(s,   a, k, i, lo, hi) { k = split(s, a, " "); lo = hi = a[1]; for (i = 2; i <= k; i++) { if (a[i] < lo) lo = a[i]; if (a[i] > hi) hi = a[i] }; return hi - lo }
 function r(a, b) { return (b > 0) ? sprintf("%.2f", a / b) : "-" }
+{ cr[$1 SUBSEP $2 SUBSEP $3] = $8; if ($3 > nr) nr = $3 }
 { k = $1 SUBSEP $2; rps[k] = rps[k] " " $5; p50[k] = p50[k] " " $6; p99[k] = p99[k] " " $7; cpu[k] = cpu[k] " " $8; mib[k] = mib[k] " " $9; err[k] += $10; ker[k] = ker[k] " " $11 }
 END {
     nt = split(order, ts, " ")
@@ -581,6 +582,28 @@ END {
             printf "%-10s %9.0f %6.1f%% %8.2f %8.2f %10.2f %7.2f %8s %8s %9s %11s %6d\n", t, m, 100 * minmax(rps[k]) / m,
                 median(p50[k]) / 1000, median(p99[k]) / 1000, c, median(ker[k]), r(m, md), r(m, mn), r(c, cn), r(c, ch), err[k]
         }
+    }
+    # Paired: each round runs the targets seconds apart, so a ratio within a
+    # round is less exposed to the machine load drifting between rounds.
+    printf "\nCPU per request against the peer in the same round: median [min-max] of the %d per-round ratios\n", nr
+    printf "%-10s %17s %17s %17s %17s\n", "server", "h1/nginx", "h1/haproxy", "h2/nginx", "h2/haproxy"
+    for (i = 1; i <= nt; i++) {
+        t = ts[i]
+        if (t == "nginx" || t == "haproxy" || t == "direct") continue
+        line = sprintf("%-10s", t)
+        for (pi = 1; pi <= 2; pi++) {
+            p = (pi == 1) ? "h1" : "h2"
+            for (qi = 1; qi <= 2; qi++) {
+                q = (qi == 1) ? "nginx" : "haproxy"
+                s = ""; lo = 1e9; hi = 0
+                for (rd = 1; rd <= nr; rd++) {
+                    a = cr[t SUBSEP p SUBSEP rd]; b = cr[q SUBSEP p SUBSEP rd]
+                    if (a > 0 && b > 0) { x = a / b; s = s " " x; if (x < lo) lo = x; if (x > hi) hi = x }
+                }
+                line = line sprintf(" %17s", (s == "") ? "-" : sprintf("%.2f [%.2f-%.2f]", median(s), lo, hi))
+            }
+        }
+        print line
     }
     printf "\n/big (1 MiB, HTTP/1.1, wrk -c'"$BIG_CONNS"')\n"
     printf "%-10s %9s %7s %10s %8s %8s %6s\n", "server", "MiB/s", "spread", "cpu us/MiB", "x direct", "x nginx", "errors"
