@@ -187,9 +187,12 @@ fn backend_key(site: u16, name: &[u8], value: &[u8]) -> BackendKey {
 /// The hash of the tables whose keys no client can choose: session ids
 /// (the store's own counter) and token keys (SHA-256 of tokens the gateway
 /// generated; a client's guesses are looked up, never inserted, so they
-/// cannot lengthen a probe sequence). SipHash, the default, resists keys
-/// chosen to collide, and cost more than the rest of the lookup here. The
-/// backend index keeps SipHash: its keys come from the app's values.
+/// cannot lengthen a probe sequence). Only such keys may ever be inserted
+/// into these two tables. SipHash, the default, resists keys chosen to
+/// collide, and cost more than the rest of the lookup here. The backend
+/// index keeps SipHash: its keys come from the app's values. The seed is
+/// random per process all the same, so that not even lookup timings depend
+/// on a hash a client could compute.
 #[derive(Default, Clone, Copy)]
 struct OwnKeyHasher(u64);
 
@@ -219,7 +222,25 @@ fn fold_mul(x: u64, k: u64) -> u64 {
     (m as u64) ^ ((m >> 64) as u64)
 }
 
-type OwnKeys = std::hash::BuildHasherDefault<OwnKeyHasher>;
+#[derive(Clone, Copy)]
+struct OwnKeys {
+    seed: u64,
+}
+
+impl Default for OwnKeys {
+    fn default() -> OwnKeys {
+        OwnKeys {
+            seed: rand::random(),
+        }
+    }
+}
+
+impl std::hash::BuildHasher for OwnKeys {
+    type Hasher = OwnKeyHasher;
+    fn build_hasher(&self) -> OwnKeyHasher {
+        OwnKeyHasher(self.seed)
+    }
+}
 
 pub struct MemoryStore {
     sessions: DashMap<u64, Session, OwnKeys>,
