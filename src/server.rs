@@ -21,7 +21,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
 
 use crate::coalesce::Coalesced;
@@ -59,6 +59,26 @@ impl Listeners {
             https,
             http_redirect,
         })
+    }
+}
+
+/// What a client connection holds while it lives: its place under
+/// `[listen] max_connections`, and the shutdown signal. A WebSocket tunnel
+/// outlives the HTTP connection it was upgraded from and takes its slot
+/// along, so tunnels stay within the bound and are drained at shutdown.
+#[derive(Clone, Debug)]
+pub struct ConnSlot {
+    _permit: Arc<OwnedSemaphorePermit>,
+    stop: watch::Receiver<bool>,
+    grace: Duration,
+}
+
+impl ConnSlot {
+    /// Resolves when the shutdown grace period is over: shutdown was
+    /// signalled, and the grace has passed since.
+    pub async fn closing(&mut self) {
+        stopped(&mut self.stop).await;
+        tokio::time::sleep(self.grace).await;
     }
 }
 
@@ -106,11 +126,16 @@ pub async fn serve(
         listeners.https,
         permits.clone(),
         stop_rx.clone(),
-        |stream, peer, stop| {
+        |stream, peer, stop, permit| {
             let gateway = gateway.clone();
             let acceptor = TlsAcceptor::from(tls.clone());
             let builder = builder.clone();
             let handshake_timeout = listen.tls_handshake_timeout;
+            let slot = ConnSlot {
+                _permit: Arc::new(permit),
+                stop: stop.clone(),
+                grace: listen.shutdown_grace,
+            };
             async move {
                 let tls =
                     match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
@@ -137,6 +162,7 @@ pub async fn serve(
                         s.or_else(|| gateway.config().sites.iter().position(|s| s.default))
                             .unwrap_or(usize::MAX)
                     }),
+                    slot,
                 });
                 let service = service_fn(move |req: Request<Incoming>| {
                     let gateway = gateway.clone();
@@ -164,9 +190,10 @@ pub async fn serve(
                 listener,
                 permits.clone(),
                 stop_rx.clone(),
-                move |stream, peer, stop| {
+                move |stream, peer, stop, permit| {
                     let gateway = gateway.clone();
                     async move {
+                        let _permit = permit;
                         let mut http1 = hyper::server::conn::http1::Builder::new();
                         http1
                             .timer(TokioTimer::new())
@@ -227,8 +254,9 @@ async fn drive<C, T, Err>(
     }
 }
 
-/// Accepts until told to stop. One permit per connection bounds them; a
-/// failed accept is logged and retried after a short pause, never fatal.
+/// Accepts until told to stop. One permit per connection bounds them (the
+/// connection's future holds it, and may hand it on); a failed accept is
+/// logged and retried after a short pause, never fatal.
 async fn accept_loop<F, Fut>(
     name: &'static str,
     listener: TcpListener,
@@ -236,7 +264,7 @@ async fn accept_loop<F, Fut>(
     mut stop: watch::Receiver<bool>,
     serve: F,
 ) where
-    F: Fn(TcpStream, SocketAddr, watch::Receiver<bool>) -> Fut,
+    F: Fn(TcpStream, SocketAddr, watch::Receiver<bool>, OwnedSemaphorePermit) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
     if let Ok(addr) = listener.local_addr() {
@@ -268,11 +296,7 @@ async fn accept_loop<F, Fut>(
             }
         };
         let _ = stream.set_nodelay(true);
-        let fut = serve(stream, peer, stop.clone());
-        tokio::spawn(async move {
-            fut.await;
-            drop(permit);
-        });
+        tokio::spawn(serve(stream, peer, stop.clone(), permit));
     }
 }
 

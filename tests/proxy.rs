@@ -832,6 +832,130 @@ async fn websocket_upgrades_pass_end_to_end() {
     assert_eq!(&buf[..n], b"echo:hello");
 }
 
+/// An upstream that accepts any upgrade and echoes the tunnel's bytes until
+/// the gateway closes it.
+async fn echo_upgrades() -> Upstream {
+    Upstream::custom(|mut req: Request<hyper::body::Incoming>| async move {
+        let on = hyper::upgrade::on(&mut req);
+        tokio::spawn(async move {
+            let mut io = hyper_util::rt::TokioIo::new(on.await.unwrap());
+            let mut buf = [0u8; 64];
+            loop {
+                match io.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        if io.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
+        });
+        Response::builder()
+            .status(101)
+            .header("connection", "upgrade")
+            .header("upgrade", "websocket")
+            .body(full(""))
+            .unwrap()
+    })
+    .await
+}
+
+type Tunnel = hyper_util::rt::TokioIo<hyper::upgrade::Upgraded>;
+
+async fn open_tunnel(client: &Client) -> Tunnel {
+    let tls = client.tls("app.test", Proto::H1).await.unwrap();
+    let req = Request::get("https://app.test/ws")
+        .header("connection", "Upgrade")
+        .header("upgrade", "websocket")
+        .body(full(""))
+        .unwrap();
+    let res = send_on(tls, Proto::H1, req).await;
+    assert_eq!(res.status(), StatusCode::SWITCHING_PROTOCOLS);
+    hyper_util::rt::TokioIo::new(hyper::upgrade::on(res).await.unwrap())
+}
+
+async fn echoes(io: &mut Tunnel, msg: &[u8]) -> bool {
+    if io.write_all(msg).await.is_err() {
+        return false;
+    }
+    let mut buf = vec![0u8; msg.len()];
+    io.read_exact(&mut buf).await.is_ok() && buf == msg
+}
+
+/// Resolves once the gateway no longer accepts connections.
+async fn listener_gone(addr: std::net::SocketAddr) {
+    loop {
+        if tokio::net::TcpStream::connect(addr).await.is_err() {
+            return;
+        }
+        tokio::task::yield_now().await;
+    }
+}
+
+#[tokio::test]
+async fn a_tunnel_keeps_its_connection_slot_and_is_drained_at_shutdown() {
+    let s = Setup::new(
+        echo_upgrades().await,
+        "[listen]\nmax_connections = 1\nshutdown_grace = \"60s\"",
+        "",
+    )
+    .await;
+    let mut ws = open_tunnel(&s.client).await;
+    assert!(echoes(&mut ws, b"one").await);
+    // The upgraded connection's HTTP side is over, but the tunnel still
+    // counts: with a bound of one, no other connection is served.
+    let client = s.client.clone();
+    let mut second = tokio::spawn(async move { client.get("https://app.test/").await });
+    let early = tokio::time::timeout(Duration::from_millis(500), &mut second).await;
+    assert!(
+        early.is_err(),
+        "served a second connection next to a tunnel"
+    );
+    second.abort();
+    // Shutdown waits for the tunnel, which keeps working meanwhile.
+    let addr = s.gateway.https;
+    let shutdown = tokio::spawn(s.gateway.shutdown());
+    listener_gone(addr).await;
+    assert!(
+        echoes(&mut ws, b"two").await,
+        "the tunnel broke at shutdown"
+    );
+    assert!(
+        !shutdown.is_finished(),
+        "shutdown did not wait for the tunnel"
+    );
+    drop(ws);
+    tokio::time::timeout(Duration::from_secs(20), shutdown)
+        .await
+        .expect("shutdown finished once the tunnel closed")
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_tunnel_is_closed_when_the_shutdown_grace_is_over() {
+    let s = Setup::new(
+        echo_upgrades().await,
+        "[listen]\nshutdown_grace = \"1s\"",
+        "",
+    )
+    .await;
+    let mut ws = open_tunnel(&s.client).await;
+    assert!(echoes(&mut ws, b"one").await);
+    let shutdown = tokio::spawn(s.gateway.shutdown());
+    // No more bytes: the gateway ends the tunnel after the grace period.
+    let mut buf = [0u8; 8];
+    let read = tokio::time::timeout(Duration::from_secs(20), ws.read(&mut buf)).await;
+    assert!(
+        matches!(read, Ok(Ok(0)) | Ok(Err(_))),
+        "tunnel still open: {read:?}"
+    );
+    tokio::time::timeout(Duration::from_secs(20), shutdown)
+        .await
+        .expect("shutdown finished")
+        .unwrap();
+}
+
 // 5. Clean failures.
 
 #[tokio::test]

@@ -57,6 +57,8 @@ pub struct ConnInfo {
     pub peer: SocketAddr,
     /// The site picked by the TLS SNI name, when the client sent one.
     pub sni_site: Option<usize>,
+    /// Its place under the connection bound; a tunnel takes it along.
+    pub slot: crate::server::ConnSlot,
 }
 
 /// The gateway's shared state: validated config, one client per site.
@@ -376,7 +378,7 @@ impl Gateway {
                 return Err(ProxyError::Upstream("unsolicited 101".into()));
             };
             let upstream_upgrade = hyper::upgrade::on(&mut res);
-            tokio::spawn(tunnel(client_upgrade, upstream_upgrade));
+            tokio::spawn(tunnel(client_upgrade, upstream_upgrade, conn.slot.clone()));
             let upgrade_to = res.headers().get(header::UPGRADE).cloned();
             forward::remove_hop_by_hop(res.headers_mut());
             if let Some(proto) = upgrade_to {
@@ -731,16 +733,30 @@ fn harden_set_cookies(
     }
 }
 
-/// Copies bytes both ways once both sides have switched protocols.
-async fn tunnel(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnUpgrade) {
-    match tokio::try_join!(client, upstream) {
-        Ok((c, u)) => {
-            let (mut c, mut u) = (TokioIo::new(c), TokioIo::new(u));
-            if let Err(e) = tokio::io::copy_bidirectional(&mut c, &mut u).await {
-                tracing::debug!(error = %e, "upgraded connection ended");
+/// Copies bytes both ways once both sides have switched protocols, holding
+/// the client connection's slot: the tunnel counts under the connection
+/// bound, and lives through a shutdown's grace period, not past it.
+async fn tunnel(
+    client: hyper::upgrade::OnUpgrade,
+    upstream: hyper::upgrade::OnUpgrade,
+    mut slot: crate::server::ConnSlot,
+) {
+    let relay = async {
+        match tokio::try_join!(client, upstream) {
+            Ok((c, u)) => {
+                let (mut c, mut u) = (TokioIo::new(c), TokioIo::new(u));
+                if let Err(e) = tokio::io::copy_bidirectional(&mut c, &mut u).await {
+                    tracing::debug!(error = %e, "upgraded connection ended");
+                }
             }
+            Err(e) => tracing::debug!(error = %e, "protocol upgrade failed"),
         }
-        Err(e) => tracing::debug!(error = %e, "protocol upgrade failed"),
+    };
+    tokio::select! {
+        () = relay => {}
+        () = slot.closing() => {
+            tracing::debug!("upgraded connection closed: shutdown grace period over");
+        }
     }
 }
 
