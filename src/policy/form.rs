@@ -109,6 +109,70 @@ fn is_session_field(names: &NameSet, raw: &[u8]) -> bool {
     names.matches(raw)
 }
 
+/// The values of every `name` or `name*` parameter in a
+/// `Content-Disposition` value, found wherever a parameter may start (after
+/// `;` or whitespace, also inside another parameter's quotes: a candidate
+/// too many only removes more). A quoted value ends at its unescaped
+/// closing quote; `name*=UTF-8''x` also gives `x`.
+fn name_params(v: &[u8], out: &mut Vec<Vec<u8>>) {
+    let ws = |b: u8| b == b' ' || b == b'\t';
+    let mut i = 0;
+    while i + 4 <= v.len() {
+        let starts = i == 0 || v[i - 1] == b';' || ws(v[i - 1]);
+        if !(starts && v[i..i + 4].eq_ignore_ascii_case(b"name")) {
+            i += 1;
+            continue;
+        }
+        let mut j = i + 4;
+        let extended = v.get(j) == Some(&b'*');
+        if extended {
+            j += 1;
+        }
+        while v.get(j).copied().is_some_and(ws) {
+            j += 1;
+        }
+        if v.get(j) != Some(&b'=') {
+            i += 1;
+            continue;
+        }
+        j += 1;
+        while v.get(j).copied().is_some_and(ws) {
+            j += 1;
+        }
+        let mut value = Vec::new();
+        match v.get(j) {
+            Some(&q) if q == b'"' || q == b'\'' => {
+                j += 1;
+                while let Some(&b) = v.get(j) {
+                    j += 1;
+                    if b == q {
+                        break;
+                    }
+                    if b == b'\\'
+                        && let Some(&next) = v.get(j)
+                    {
+                        value.push(next);
+                        j += 1;
+                        continue;
+                    }
+                    value.push(b);
+                }
+            }
+            _ => {
+                while let Some(&b) = v.get(j).filter(|&&b| b != b';' && !ws(b)) {
+                    value.push(b);
+                    j += 1;
+                }
+            }
+        }
+        if extended && let Some(at) = value.windows(2).position(|w| w == b"''") {
+            out.push(value[at + 2..].to_vec());
+        }
+        out.push(value);
+        i += 1;
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Field {
     /// Reading the name; it sits in `pending`.
@@ -254,9 +318,14 @@ impl Multipart {
         }
     }
 
-    /// The part's field name from its headers, if any.
-    fn part_name(headers: &[u8]) -> Result<Option<Vec<u8>>, FormError> {
+    /// Every field name the part's headers could give it. PHP keeps the
+    /// last `name` parameter and honours quotes (double and single, with
+    /// backslash escapes); other parsers keep the first. Any `name` that any
+    /// of them could read counts, so the part goes if one of them is a
+    /// session name: reading loosely only ever removes more.
+    fn part_names(headers: &[u8]) -> Result<Vec<Vec<u8>>, FormError> {
         let text = std::str::from_utf8(headers).map_err(|_| FormError::PartHeaders)?;
+        let mut names = Vec::new();
         for line in text.split("\r\n") {
             let Some((k, v)) = line.split_once(':') else {
                 if line.is_empty() {
@@ -264,20 +333,11 @@ impl Multipart {
                 }
                 return Err(FormError::PartHeaders);
             };
-            if !k.trim().eq_ignore_ascii_case("content-disposition") {
-                continue;
-            }
-            for param in v.split(';').skip(1) {
-                let Some((pk, pv)) = param.split_once('=') else {
-                    continue;
-                };
-                let pk = pk.trim();
-                if pk.eq_ignore_ascii_case("name") || pk.eq_ignore_ascii_case("name*") {
-                    return Ok(Some(pv.trim().trim_matches('"').as_bytes().to_vec()));
-                }
+            if k.trim().eq_ignore_ascii_case("content-disposition") {
+                name_params(v.as_bytes(), &mut names);
             }
         }
-        Ok(None)
+        Ok(names)
     }
 
     pub fn feed(&mut self, chunk: &[u8]) -> Result<Bytes, FormError> {
@@ -340,13 +400,12 @@ impl Multipart {
                     };
                     let headers = self.buf[..end].to_vec();
                     self.buf.drain(..end + 4);
-                    let pass = match Self::part_name(&headers)? {
-                        Some(name) if is_session_field(&self.names, &name) => {
-                            self.removed += 1;
-                            false
-                        }
-                        _ => true,
-                    };
+                    let pass = !Self::part_names(&headers)?
+                        .iter()
+                        .any(|name| is_session_field(&self.names, name));
+                    if !pass {
+                        self.removed += 1;
+                    }
                     if pass {
                         out.extend_from_slice(&self.delimiter[2..]);
                         out.extend_from_slice(b"\r\n");
@@ -492,6 +551,37 @@ mod tests {
             out.extend_from_slice(&f.finish().unwrap());
             assert_eq!(String::from_utf8_lossy(&out), want, "chunks of {size}");
         }
+    }
+
+    #[test]
+    fn every_name_a_multipart_parser_could_read_counts() {
+        // PHP keeps the last `name` (checked against PHP 8.2) and honours
+        // quotes; others keep the first.
+        let b = "bb";
+        for disposition in [
+            r#"form-data; name="x"; name="PHPSESSID""#,
+            r#"form-data; name="PHPSESSID"; name="x""#,
+            r#"form-data; filename="a;name=b"; name="PHPSESSID""#,
+            r#"form-data; name='PHPSESSID'"#,
+            r#"form-data; name=PHPSESSID"#,
+            r#"form-data;name = "PHPSESS\ID""#,
+            r#"form-data; NAME="phpsessid""#,
+            r#"form-data; name*=UTF-8''PHPSESSID"#,
+            r#"form-data; name="PHPSESS%49D""#,
+        ] {
+            let body =
+                format!("--{b}\r\nContent-Disposition: {disposition}\r\n\r\nfix\r\n--{b}--\r\n");
+            let (out, removed) =
+                filter_all(Kind::Multipart(Some(b.into())), &names(), body.as_bytes()).unwrap();
+            assert_eq!(removed, 1, "{disposition}");
+            assert_eq!(String::from_utf8_lossy(&out), format!("--{b}--\r\n"));
+        }
+        let mut names = Vec::new();
+        name_params(
+            br#"form-data; filename="x"; xname="a"; name="b\"c""#,
+            &mut names,
+        );
+        assert_eq!(names, [b"b\"c".to_vec()]);
     }
 
     #[test]
