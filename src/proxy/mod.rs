@@ -372,13 +372,15 @@ impl Gateway {
         };
 
         // Upstream response.
+        let mut switching = None;
         if res.status() == StatusCode::SWITCHING_PROTOCOLS {
             let Some(client_upgrade) = client_upgrade else {
                 // A 101 nobody asked for cannot be passed on.
                 return Err(ProxyError::Upstream("unsolicited 101".into()));
             };
-            let upstream_upgrade = hyper::upgrade::on(&mut res);
-            tokio::spawn(tunnel(client_upgrade, upstream_upgrade, conn.slot.clone()));
+            // The tunnel starts once the 101 is sure to be sent: the vault
+            // may still answer in its place.
+            switching = Some((client_upgrade, hyper::upgrade::on(&mut res)));
             let upgrade_to = res.headers().get(header::UPGRADE).cloned();
             forward::remove_hop_by_hop(res.headers_mut());
             if let Some(proto) = upgrade_to {
@@ -403,6 +405,9 @@ impl Gateway {
             {
                 return Ok((refused, Some(status)));
             }
+        }
+        if let Some((client_upgrade, upstream_upgrade)) = switching {
+            tokio::spawn(tunnel(client_upgrade, upstream_upgrade, conn.slot.clone()));
         }
         harden_set_cookies(res.headers_mut(), site, public_host, client);
         let public = Public {
