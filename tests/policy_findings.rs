@@ -23,9 +23,17 @@ fn url_names_php_reads_are_stripped() {
         "/a?PHPSESSID%00junk=attacker", // the name ends at the NUL
         "/a?session.id=attacker",       // `.` becomes `_`
         "/a?session+id=attacker",       // ` ` becomes `_`
+        "/a?session[id=attacker",       // an unclosed `[` becomes `_`
+        "/a?PHPSESSID[%3D]=attacker",   // an array to PHP; cut at `[`, it is PHPSESSID
+        "/a?PHPSESSID[x]=attacker",
     ] {
         assert_eq!(strip(url, &url_names()).as_deref(), Some("/a"), "{url}");
     }
+    // Split at `;` (some apps do), the piece that names the ID goes.
+    assert_eq!(
+        strip("/a?PHPSESSID[;]=attacker", &url_names()).as_deref(),
+        Some("/a?]=attacker")
+    );
 }
 
 fn rules() -> CookieRules {

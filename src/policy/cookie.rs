@@ -61,9 +61,12 @@ fn pieces<'a, I: Iterator<Item = &'a [u8]>>(headers: I) -> impl Iterator<Item = 
                 return None;
             }
             Some(match raw.iter().position(|&b| b == b'=') {
+                // The name keeps any spaces before the `=`: PHP reads
+                // `lang =x` as `lang_` (checked against PHP 8.2), and the
+                // piece is forwarded as sent.
                 Some(eq) => Piece {
                     raw,
-                    name: trim(&raw[..eq]),
+                    name: &raw[..eq],
                     value: trim(&raw[eq + 1..]),
                 },
                 None => Piece {
@@ -122,7 +125,7 @@ impl CookieRules {
             // Only the browser's `__Host-` copy is trusted.
             return None;
         }
-        self.forward.matches(name).then_some(name)
+        self.forward.admits(name).then_some(name)
     }
 
     fn classify<'a>(&self, p: &Piece<'a>) -> Class<'a> {
@@ -432,6 +435,15 @@ mod tests {
         assert_eq!((v.header.as_slice(), v.dropped), (&b""[..], 2));
         let h: [&[u8]; 1] = [b"sess_id[=fine"];
         assert!(rules.vet(&h).unchanged);
+        // `sess_id =x` is `sess_id_` to PHP, not the forwarded `sess_id`.
+        let rules = CookieRules {
+            forward: NameSet::new(["sess_id"]),
+            watch: NameSet::new(["sess_id_"]),
+            ..rules
+        };
+        let h: [&[u8]; 1] = [b"sess_id =evil; sess_id=ok"];
+        let v = rules.vet(&h);
+        assert_eq!((v.header.as_slice(), v.watched), (&b"sess_id=ok"[..], 1));
     }
 
     #[test]

@@ -46,6 +46,10 @@ fn fold(b: u8) -> u8 {
 
 /// The canonical bytes of a raw (wire) name.
 pub fn canonical(raw: &[u8]) -> impl Iterator<Item = u8> + '_ {
+    canonical_reading(raw)
+}
+
+fn canonical_reading(raw: &[u8]) -> Canonical<'_> {
     reading(raw, true)
 }
 
@@ -54,6 +58,17 @@ fn reading(raw: &[u8], decode: bool) -> Canonical<'_> {
         bytes: Decode { raw, i: 0, decode },
         started: false,
         unclosed: false,
+        cut_at_bracket: false,
+    }
+}
+
+/// The canonical form with the name ending at any `[`, closed or not: the
+/// reading before PHP's rule was followed exactly, kept as a second reading
+/// for what is stripped or dropped (`matches`), never for what passes.
+fn cut_reading(raw: &[u8]) -> Canonical<'_> {
+    Canonical {
+        cut_at_bracket: true,
+        ..reading(raw, true)
     }
 }
 
@@ -68,12 +83,15 @@ pub fn one_reading(raw: &[u8]) -> bool {
 }
 
 /// PHP's reading of a name, lower-cased, as an iterator (module comment).
+#[derive(Clone)]
 struct Canonical<'a> {
     bytes: Decode<'a>,
     /// Past the leading spaces.
     started: bool,
     /// Past a `[` that no `]` follows: the name goes on, with `_` for it.
     unclosed: bool,
+    /// End the name at the first `[` whatever follows.
+    cut_at_bracket: bool,
 }
 
 impl Iterator for Canonical<'_> {
@@ -94,11 +112,12 @@ impl Iterator for Canonical<'_> {
                 return Some(b'_');
             }
             // PHP looks for a `]` anywhere after the `[` (up to a NUL).
-            let closed = self
-                .bytes
-                .clone()
-                .take_while(|&c| c != 0)
-                .any(|c| c == b']');
+            let closed = self.cut_at_bracket
+                || self
+                    .bytes
+                    .clone()
+                    .take_while(|&c| c != 0)
+                    .any(|c| c == b']');
             if closed {
                 // An array index: the name ends here.
                 self.bytes.i = self.bytes.raw.len();
@@ -198,27 +217,42 @@ impl NameSet {
         self.patterns.is_empty()
     }
 
-    /// Whether `raw` (as it stands on the wire) names a member.
+    /// Whether an app may read `raw` (as it stands on the wire) as a member:
+    /// PHP's reading, or the name cut at its first `[`. For what is stripped
+    /// or dropped, where a wider match only removes more.
     pub fn matches(&self, raw: &[u8]) -> bool {
-        // The canonical form once, not once per pattern, when it is short
-        // (every real cookie or parameter name).
-        let mut buf = [0u8; 64];
-        let mut n = 0;
-        if raw.len() <= buf.len() && is_plain(raw) {
-            n = raw.len();
-            for (to, from) in buf.iter_mut().zip(raw) {
-                *to = from.to_ascii_lowercase();
-            }
-        } else {
-            for b in canonical(raw) {
-                if n == buf.len() {
-                    return self.matches_long(raw);
-                }
-                buf[n] = b;
-                n += 1;
-            }
+        if raw.len() <= 64 && is_plain(raw) {
+            return self.matches_plain(raw);
         }
-        let name = &buf[..n];
+        self.matches_slow(raw)
+    }
+
+    /// Whether PHP reads `raw` as a member, in its one reading: for what is
+    /// let through (cookies forwarded, cookies left readable by scripts),
+    /// where a wider match would let more through.
+    pub fn admits(&self, raw: &[u8]) -> bool {
+        if raw.len() <= 64 && is_plain(raw) {
+            return self.matches_plain(raw);
+        }
+        self.matches_reading(canonical_reading(raw))
+    }
+
+    /// A plain name's canonical form is its lower case (`is_plain`).
+    fn matches_plain(&self, raw: &[u8]) -> bool {
+        let mut buf = [0u8; 64];
+        for (to, from) in buf.iter_mut().zip(raw) {
+            *to = from.to_ascii_lowercase();
+        }
+        self.matches_canon(&buf[..raw.len()])
+    }
+
+    fn matches_slow(&self, raw: &[u8]) -> bool {
+        self.matches_reading(canonical_reading(raw))
+            || (raw.iter().any(|&b| b == b'[' || b == b'%')
+                && self.matches_reading(cut_reading(raw)))
+    }
+
+    fn matches_canon(&self, name: &[u8]) -> bool {
         self.patterns.iter().any(|p| {
             if p.prefix {
                 name.starts_with(&p.canon)
@@ -228,15 +262,23 @@ impl NameSet {
         })
     }
 
-    fn matches_long(&self, raw: &[u8]) -> bool {
-        self.patterns.iter().any(|p| {
-            let mut name = canonical(raw);
-            if p.prefix {
-                p.canon.iter().all(|&c| name.next() == Some(c))
-            } else {
-                p.canon.iter().all(|&c| name.next() == Some(c)) && name.next().is_none()
+    /// The canonical form is collected once, not once per pattern, when it
+    /// is short (every real cookie or parameter name).
+    fn matches_reading(&self, reading: Canonical<'_>) -> bool {
+        let mut buf = [0u8; 64];
+        let mut n = 0;
+        for b in reading.clone() {
+            if n == buf.len() {
+                return self.patterns.iter().any(|p| {
+                    let mut name = reading.clone();
+                    p.canon.iter().all(|&c| name.next() == Some(c))
+                        && (p.prefix || name.next().is_none())
+                });
             }
-        })
+            buf[n] = b;
+            n += 1;
+        }
+        self.matches_canon(&buf[..n])
     }
 }
 
@@ -386,7 +428,12 @@ mod tests {
         }
         let vaulted = NameSet::new(["sess_id"]);
         assert!(vaulted.matches(b"sess[id"));
-        assert!(!NameSet::new(["sess"]).matches(b"sess[id"));
+        // To let through, only PHP's reading counts; to strip or drop, the
+        // name cut at its `[` counts too.
+        assert!(!NameSet::new(["sess"]).admits(b"sess[id"));
+        assert!(NameSet::new(["sess"]).matches(b"sess[id"));
+        assert!(NameSet::new(["PHPSESSID"]).matches(b"PHPSESSID[%3D]"));
+        assert!(!NameSet::new(["PHPSESSID"]).admits(b"PHPSESSID_"));
     }
 
     #[test]
@@ -412,7 +459,12 @@ mod tests {
             for b in [&b"a"[..], b"A_a", b"ab", b"a.b", b"%41"] {
                 assert_eq!(same_name(a, b), slow(a, b), "{a:?} {b:?}");
             }
-            assert_eq!(set.matches(a), set.matches_long(a), "{a:?}");
+            assert_eq!(set.matches(a), set.matches_slow(a), "{a:?}");
+            assert_eq!(
+                set.admits(a),
+                set.matches_reading(canonical_reading(a)),
+                "{a:?}"
+            );
         }
     }
 

@@ -316,7 +316,7 @@ pub fn harden(line: &[u8], policy: &CookiePolicy, host: &str, now: i64) -> Outco
     });
     let fix_path = host_prefix && s.path != Some(b"/");
     let add_secure = !s.secure;
-    let add_http_only = !s.http_only && !policy.script_readable.matches(p.name);
+    let add_http_only = !s.http_only && !policy.script_readable.admits(p.name);
     let want_same_site = match ov.and_then(|o| o.same_site) {
         Some(forced) => {
             (s.same_site != Some(Some(forced)) || s.same_site_attrs > 1).then_some(forced)

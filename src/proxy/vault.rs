@@ -366,7 +366,7 @@ pub async fn on_response(
             path,
             expires,
         };
-        let unique = !site.session.stateless.matches(p.name);
+        let unique = !site.session.stateless.admits(p.name);
         match SessionStore::bind(&**store, id, cookie, unique).await {
             Bind::Stored => session_cookie_set = true,
             Bind::Conflict { other } => {
