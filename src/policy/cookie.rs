@@ -125,7 +125,9 @@ impl CookieRules {
             // Only the browser's `__Host-` copy is trusted.
             return None;
         }
-        self.forward.admits(name).then_some(name)
+        // A vaulted name never passes, whatever the forward list says: the
+        // vault injects it, and a client's copy would choose the session.
+        (self.forward.admits(name) && !self.watch.matches(name)).then_some(name)
     }
 
     fn classify<'a>(&self, p: &Piece<'a>) -> Class<'a> {
@@ -433,8 +435,10 @@ mod tests {
         let h: [&[u8]; 1] = [b"sess_id[%00]=evil; lang=en"];
         let v = rules.vet(&h);
         assert_eq!((v.header.as_slice(), v.dropped), (&b""[..], 2));
-        let h: [&[u8]; 1] = [b"sess_id[=fine"];
-        assert!(rules.vet(&h).unchanged);
+        // Cut at its `[`, as some readers do, `sess_id[` is the vaulted
+        // name: it does not pass either.
+        let h: [&[u8]; 1] = [b"sess_id[=x"];
+        assert_eq!(rules.vet(&h).watched, 1);
         // `sess_id =x` is `sess_id_` to PHP, not the forwarded `sess_id`.
         let rules = CookieRules {
             forward: NameSet::new(["sess_id"]),
@@ -444,6 +448,20 @@ mod tests {
         let h: [&[u8]; 1] = [b"sess_id =evil; sess_id=ok"];
         let v = rules.vet(&h);
         assert_eq!((v.header.as_slice(), v.watched), (&b"sess_id=ok"[..], 1));
+    }
+
+    #[test]
+    fn a_vaulted_name_is_not_forwarded_even_when_listed() {
+        let rules = CookieRules {
+            forward: NameSet::new(["PHP*", "lang"]),
+            host_prefixed: Vec::new(),
+            gateway: Some("__Host-sg".into()),
+            watch: NameSet::new(["PHPSESSID"]),
+        };
+        let h: [&[u8]; 1] = [b"PHPSESSID=evil; PHPPREF=1; lang=en"];
+        let v = rules.vet(&h);
+        assert_eq!(v.header, b"PHPPREF=1; lang=en");
+        assert_eq!((v.dropped, v.watched), (1, 1));
     }
 
     #[test]
