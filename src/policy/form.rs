@@ -45,11 +45,30 @@ pub fn kind(content_type: &[u8]) -> Option<Kind> {
                 .eq_ignore_ascii_case("boundary")
                 .then(|| v.trim().trim_matches('"').to_string())
         });
+        // Where PHP would read another boundary, the gateway and the app
+        // would see different parts: no boundary, and the request fails.
+        let agreed = boundary.filter(|b| php_boundary(ct) == Some(b.as_str()));
         return Some(Kind::Multipart(
-            boundary.filter(|b| !b.is_empty() && b.len() <= 70),
+            agreed.filter(|b| !b.is_empty() && b.len() <= 70),
         ));
     }
     None
+}
+
+/// The boundary as PHP's multipart parser reads it (main/rfc1867.c): after
+/// the first `boundary` anywhere in the header (any case when no lower-case
+/// one), its first `=`; a quoted value to its closing quote, else up to `,`
+/// or `;`, untrimmed. Commons FileUpload also ends it at `,` or `;`.
+fn php_boundary(ct: &str) -> Option<&str> {
+    let at = ct
+        .find("boundary")
+        .or_else(|| ct.to_ascii_lowercase().find("boundary"))?;
+    let rest = &ct[at..];
+    let value = &rest[rest.find('=')? + 1..];
+    match value.strip_prefix('"') {
+        Some(quoted) => quoted.find('"').map(|end| &quoted[..end]),
+        None => Some(value.find([',', ';']).map_or(value, |end| &value[..end])),
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -109,13 +128,13 @@ fn is_session_field(names: &NameSet, raw: &[u8]) -> bool {
     names.matches(raw)
 }
 
-/// The values of every `name` or `name*` parameter in a
-/// `Content-Disposition` value, found wherever a parameter may start (after
-/// `;` or whitespace, also inside another parameter's quotes: a candidate
-/// too many only removes more). A quoted value ends at its unescaped
-/// closing quote; `name*=UTF-8''x` also gives `x`.
+/// The values of every `name` or `name*` parameter in part headers, found
+/// wherever a parameter may start (after `;` or whitespace, also inside
+/// another parameter's quotes: a candidate too many only removes more).
+/// Whitespace is C's `isspace`, as PHP's parser has it. A quoted value ends
+/// at its unescaped closing quote; `name*=UTF-8''x` also gives `x`.
 fn name_params(v: &[u8], out: &mut Vec<Vec<u8>>) {
-    let ws = |b: u8| b == b' ' || b == b'\t';
+    let ws = |b: u8| matches!(b, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c);
     let mut i = 0;
     while i + 4 <= v.len() {
         let starts = i == 0 || v[i - 1] == b';' || ws(v[i - 1]);
@@ -325,18 +344,17 @@ impl Multipart {
     /// session name: reading loosely only ever removes more.
     fn part_names(headers: &[u8]) -> Result<Vec<Vec<u8>>, FormError> {
         let text = std::str::from_utf8(headers).map_err(|_| FormError::PartHeaders)?;
-        let mut names = Vec::new();
         for line in text.split("\r\n") {
-            let Some((k, v)) = line.split_once(':') else {
-                if line.is_empty() {
-                    continue;
-                }
+            let folded = line.starts_with([' ', '\t']);
+            if !(line.is_empty() || folded || line.contains(':')) {
                 return Err(FormError::PartHeaders);
-            };
-            if k.trim().eq_ignore_ascii_case("content-disposition") {
-                name_params(v.as_bytes(), &mut names);
             }
         }
+        // The whole block, not only `Content-Disposition`: PHP joins folded
+        // lines to the header before them, and a candidate found elsewhere
+        // only removes more.
+        let mut names = Vec::new();
+        name_params(headers, &mut names);
         Ok(names)
     }
 
@@ -398,6 +416,10 @@ impl Multipart {
                         }
                         break;
                     };
+                    if end > MAX_PART_HEADERS {
+                        // However the chunks fell.
+                        return Err(FormError::PartHeaders);
+                    }
                     let headers = self.buf[..end].to_vec();
                     self.buf.drain(..end + 4);
                     let pass = !Self::part_names(&headers)?
@@ -585,6 +607,52 @@ mod tests {
     }
 
     #[test]
+    fn whitespace_and_folding_hide_no_name() {
+        let b = "bb";
+        for headers in [
+            "Content-Disposition: form-data; name=ok;\x0bname=PHPSESSID",
+            "Content-Disposition: form-data; name=ok;\x0cname=PHPSESSID",
+            "Content-Disposition: form-data; name=\x0bPHPSESSID",
+            "Content-Disposition: form-data; name=\"ok\";\r\n name=PHPSESSID; a:b",
+            "Content-Disposition: form-data; name=\"ok\";\r\n\tname=PHPSESSID",
+        ] {
+            let body = format!("--{b}\r\n{headers}\r\n\r\nfix\r\n--{b}--\r\n");
+            let (_, removed) =
+                filter_all(Kind::Multipart(Some(b.into())), &names(), body.as_bytes()).unwrap();
+            assert_eq!(removed, 1, "{headers:?}");
+        }
+    }
+
+    #[test]
+    fn a_boundary_php_reads_otherwise_is_refused() {
+        let m = |ct: &str| match kind(ct.as_bytes()) {
+            Some(Kind::Multipart(b)) => b,
+            other => panic!("{ct}: {other:?}"),
+        };
+        assert_eq!(
+            m("multipart/form-data; boundary=abc").as_deref(),
+            Some("abc")
+        );
+        assert_eq!(
+            m("multipart/form-data; charset=x; BOUNDARY=abc").as_deref(),
+            Some("abc")
+        );
+        assert_eq!(
+            m("multipart/form-data; boundary=\"a,b c\"").as_deref(),
+            Some("a,b c")
+        );
+        for ct in [
+            "multipart/form-data; boundary=\"a;b\"",
+            "multipart/form-data; boundary=AAA,BBB",
+            "multipart/form-data; xboundary=foo; boundary=bar",
+            "multipart/form-data; boundary = abc",
+            "multipart/form-data; boundary=\"abc\"x",
+        ] {
+            assert_eq!(m(ct), None, "{ct}");
+        }
+    }
+
+    #[test]
     fn multipart_errors() {
         assert!(Filter::new(Kind::Multipart(None), names()).is_err());
         let truncated = "--b\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\nvalue";
@@ -595,6 +663,15 @@ mod tests {
                 truncated.as_bytes()
             ),
             Err(FormError::Truncated)
+        );
+        // Over the bound in one chunk as in many.
+        let huge = format!(
+            "--b\r\nContent-Disposition: form-data; name=\"a\"; x=\"{}\"\r\n\r\nv\r\n--b--\r\n",
+            "y".repeat(MAX_PART_HEADERS)
+        );
+        assert_eq!(
+            filter_all(Kind::Multipart(Some("b".into())), &names(), huge.as_bytes()),
+            Err(FormError::PartHeaders)
         );
         let bad_headers = format!("--b\r\n{}\r\n\r\nx\r\n--b--\r\n", "h".repeat(20));
         assert_eq!(
