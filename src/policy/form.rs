@@ -28,6 +28,8 @@ pub enum FormError {
     PartHeaders,
     #[error("multipart body ends before its closing boundary")]
     Truncated,
+    #[error("multipart delimiter line carries more than its boundary")]
+    Delimiter,
 }
 
 /// Which filter a request body needs, from its `Content-Type`.
@@ -300,6 +302,8 @@ enum Part {
     Headers,
     /// Inside a part's body.
     Body { pass: bool },
+    /// At a delimiter line: `buf` starts at its `--`.
+    Delimiter,
     /// After the closing delimiter (the epilogue is dropped).
     Done,
 }
@@ -308,11 +312,30 @@ enum Part {
 /// keeps at most a delimiter's length of unflushed bytes between chunks.
 pub struct Multipart {
     names: NameSet,
-    /// `\r\n--boundary`
+    /// `\n--boundary`: lines end at LF, with or without CR, as PHP
+    /// (main/rfc1867.c) and most parsers read them. A part PHP finds must
+    /// be a part this filter finds.
     delimiter: Vec<u8>,
     state: Part,
     buf: Vec<u8>,
     pub removed: usize,
+}
+
+/// Where a part's header block ends: the length of its header lines and
+/// of the block with the empty line that ends it. Lines end at LF, with an
+/// optional CR; no header lines at all is an empty line at once.
+fn headers_end(buf: &[u8]) -> Option<(usize, usize)> {
+    let mut line = 0;
+    for (i, &b) in buf.iter().enumerate() {
+        if b != b'\n' {
+            continue;
+        }
+        if matches!(&buf[line..i], b"" | b"\r") {
+            return Some((line, i + 1));
+        }
+        line = i + 1;
+    }
+    None
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
@@ -324,15 +347,15 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 
 impl Multipart {
     pub fn new(boundary: &str, names: NameSet) -> Multipart {
-        let mut delimiter = b"\r\n--".to_vec();
+        let mut delimiter = b"\n--".to_vec();
         delimiter.extend_from_slice(boundary.as_bytes());
-        // The body may start with the delimiter without its CRLF: pretend
-        // one came before.
+        // The body may start with the delimiter without its line break:
+        // pretend one came before.
         Multipart {
             names,
             delimiter,
             state: Part::Preamble,
-            buf: b"\r\n".to_vec(),
+            buf: b"\n".to_vec(),
             removed: 0,
         }
     }
@@ -344,7 +367,8 @@ impl Multipart {
     /// session name: reading loosely only ever removes more.
     fn part_names(headers: &[u8]) -> Result<Vec<Vec<u8>>, FormError> {
         let text = std::str::from_utf8(headers).map_err(|_| FormError::PartHeaders)?;
-        for line in text.split("\r\n") {
+        for line in text.split('\n') {
+            let line = line.strip_suffix('\r').unwrap_or(line);
             let folded = line.starts_with([' ', '\t']);
             if !(line.is_empty() || folded || line.contains(':')) {
                 return Err(FormError::PartHeaders);
@@ -368,51 +392,59 @@ impl Multipart {
                     break;
                 }
                 Part::Preamble | Part::Body { .. } => {
+                    let pass = matches!(self.state, Part::Body { pass: true });
                     let Some(at) = find(&self.buf, &self.delimiter) else {
                         // Flush all but what could be the start of a delimiter.
                         let keep = self.delimiter.len().saturating_sub(1).min(self.buf.len());
                         let flush = self.buf.len() - keep;
-                        if let Part::Body { pass: true } = self.state {
+                        if pass {
                             out.extend_from_slice(&self.buf[..flush]);
                         }
                         self.buf.drain(..flush);
                         break;
                     };
-                    // Need two bytes after the delimiter: `--` or CRLF.
-                    let after = at + self.delimiter.len();
+                    // The body ends with the line break before the delimiter
+                    // (a CR before it stays with the body; PHP drops it from
+                    // the value, as it did before).
+                    if pass {
+                        out.extend_from_slice(&self.buf[..=at]);
+                    }
+                    self.buf.drain(..=at);
+                    self.state = Part::Delimiter;
+                }
+                Part::Delimiter => {
+                    // `buf` starts at `--boundary`; the rest of its line
+                    // says what comes next.
+                    let after = self.delimiter.len() - 1;
                     if self.buf.len() < after + 2 {
-                        if let Part::Body { pass: true } = self.state {
-                            out.extend_from_slice(&self.buf[..at]);
-                        }
-                        self.buf.drain(..at);
                         break;
                     }
-                    if let Part::Body { pass: true } = self.state {
-                        out.extend_from_slice(&self.buf[..at]);
-                        out.extend_from_slice(b"\r\n");
-                    }
-                    let closing = &self.buf[after..after + 2] == b"--";
-                    self.buf.drain(..after + 2);
-                    if closing {
-                        out.extend_from_slice(&self.delimiter[2..]);
+                    if &self.buf[after..after + 2] == b"--" {
+                        out.extend_from_slice(&self.delimiter[1..]);
                         out.extend_from_slice(b"--\r\n");
+                        self.buf.clear();
                         self.state = Part::Done;
-                    } else {
-                        self.state = Part::Headers;
+                        continue;
                     }
+                    let line_end = self.buf[after..].iter().position(|&b| b == b'\n');
+                    let rest = &self.buf[after..after + line_end.unwrap_or(self.buf.len() - after)];
+                    if !matches!(rest, b"" | b"\r") {
+                        // Anything but a line break after the boundary: PHP
+                        // would skip ahead to another delimiter line, which
+                        // this filter would not.
+                        return Err(FormError::Delimiter);
+                    }
+                    let Some(nl) = line_end else {
+                        break;
+                    };
+                    self.buf.drain(..after + nl + 1);
+                    self.state = Part::Headers;
                 }
                 Part::Headers => {
-                    let Some(end) = find(&self.buf, b"\r\n\r\n") else {
+                    // The headers end at the first empty line.
+                    let Some((end, next)) = headers_end(&self.buf) else {
                         if self.buf.len() > MAX_PART_HEADERS {
                             return Err(FormError::PartHeaders);
-                        }
-                        // A part with no headers at all starts with CRLF.
-                        if self.buf.starts_with(b"\r\n") {
-                            self.buf.drain(..2);
-                            out.extend_from_slice(&self.delimiter[2..]);
-                            out.extend_from_slice(b"\r\n\r\n");
-                            self.state = Part::Body { pass: true };
-                            continue;
                         }
                         break;
                     };
@@ -420,20 +452,17 @@ impl Multipart {
                         // However the chunks fell.
                         return Err(FormError::PartHeaders);
                     }
-                    let headers = self.buf[..end].to_vec();
-                    self.buf.drain(..end + 4);
-                    let pass = !Self::part_names(&headers)?
+                    let pass = !Self::part_names(&self.buf[..end])?
                         .iter()
                         .any(|name| is_session_field(&self.names, name));
-                    if !pass {
+                    if pass {
+                        out.extend_from_slice(&self.delimiter[1..]);
+                        out.extend_from_slice(b"\r\n");
+                        out.extend_from_slice(&self.buf[..next]);
+                    } else {
                         self.removed += 1;
                     }
-                    if pass {
-                        out.extend_from_slice(&self.delimiter[2..]);
-                        out.extend_from_slice(b"\r\n");
-                        out.extend_from_slice(&headers);
-                        out.extend_from_slice(b"\r\n\r\n");
-                    }
+                    self.buf.drain(..next);
                     self.state = Part::Body { pass };
                 }
             }
@@ -620,6 +649,37 @@ mod tests {
             let (_, removed) =
                 filter_all(Kind::Multipart(Some(b.into())), &names(), body.as_bytes()).unwrap();
             assert_eq!(removed, 1, "{headers:?}");
+        }
+    }
+
+    #[test]
+    fn lines_may_end_at_lf_alone_as_php_reads_them() {
+        // PHP (checked against 8.2) ends lines at LF, CR optional: a part
+        // behind LF-only delimiters is a part.
+        let b = "XX";
+        let body = "--XX\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\nv1\n--XX\n\
+                    Content-Disposition: form-data; name=\"PHPSESSID\"\n\nv2\n--XX--\n";
+        let want = "--XX\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\nv1\n--XX--\r\n";
+        for size in [1, 2, 3, 5, 64, 1024] {
+            let mut f = Filter::new(Kind::Multipart(Some(b.into())), names()).unwrap();
+            let mut out = Vec::new();
+            for c in body.as_bytes().chunks(size) {
+                out.extend_from_slice(&f.feed(c).unwrap());
+            }
+            out.extend_from_slice(&f.finish().unwrap());
+            assert_eq!(String::from_utf8_lossy(&out), want, "chunks of {size}");
+            assert_eq!(f.removed(), 1);
+        }
+        // A delimiter line with more on it: PHP would skip to the next
+        // delimiter line; this filter refuses rather than guess.
+        for junk in ["--XXab\r\n", "--XX \r\n", "--XX\rx\n"] {
+            let body =
+                format!("{junk}Content-Disposition: form-data; name=\"a\"\r\n\r\nv\r\n--XX--\r\n");
+            assert_eq!(
+                filter_all(Kind::Multipart(Some(b.into())), &names(), body.as_bytes()),
+                Err(FormError::Delimiter),
+                "{junk:?}"
+            );
         }
     }
 
