@@ -34,22 +34,38 @@ pub enum FormError {
 
 /// Which filter a request body needs, from its `Content-Type`.
 pub fn kind(content_type: &[u8]) -> Option<Kind> {
-    let ct = std::str::from_utf8(content_type).ok()?;
+    // Not UTF-8 is no reason to let a form through unfiltered.
+    let ct = String::from_utf8_lossy(content_type);
+    let ct = ct.as_ref();
     let mut params = ct.split(';');
     let essence = params.next()?.trim();
-    if essence.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
+    // PHP ends the media type at `;`, `,` or a space (main/SAPI.c): where
+    // either reading names a form, the body is filtered as one.
+    let php_essence = ct.split([';', ',', ' ']).next().unwrap_or("");
+    let is = |t: &str| essence.eq_ignore_ascii_case(t) || php_essence.eq_ignore_ascii_case(t);
+    if is("application/x-www-form-urlencoded") {
         return Some(Kind::Urlencoded);
     }
-    if essence.eq_ignore_ascii_case("multipart/form-data") {
+    if is("multipart/form-data") {
         let boundary = params.find_map(|p| {
             let (k, v) = p.split_once('=')?;
             k.trim()
                 .eq_ignore_ascii_case("boundary")
                 .then(|| v.trim().trim_matches('"').to_string())
         });
-        // Where PHP would read another boundary, the gateway and the app
-        // would see different parts: no boundary, and the request fails.
-        let agreed = boundary.filter(|b| php_boundary(ct) == Some(b.as_str()));
+        // Where another parser could read another boundary (PHP takes the
+        // first `boundary` anywhere and ends it at `,` or `;`, Werkzeug
+        // takes the last parameter), the gateway and the app would see
+        // different parts: no boundary, and the request fails.
+        let once = ct
+            .split(';')
+            .filter(|p| {
+                p.split_once('=')
+                    .is_some_and(|(k, _)| k.trim().eq_ignore_ascii_case("boundary"))
+            })
+            .count()
+            == 1;
+        let agreed = boundary.filter(|b| once && php_boundary(ct) == Some(b.as_str()));
         return Some(Kind::Multipart(
             agreed.filter(|b| !b.is_empty() && b.len() <= 70),
         ));
@@ -130,16 +146,19 @@ fn is_session_field(names: &NameSet, raw: &[u8]) -> bool {
     names.matches(raw)
 }
 
-/// The values of every `name` or `name*` parameter in part headers, found
-/// wherever a parameter may start (after `;` or whitespace, also inside
-/// another parameter's quotes: a candidate too many only removes more).
-/// Whitespace is C's `isspace`, as PHP's parser has it. A quoted value ends
-/// at its unescaped closing quote; `name*=UTF-8''x` also gives `x`.
-fn name_params(v: &[u8], out: &mut Vec<Vec<u8>>) {
+/// The values of every `name` parameter in a part header line, found
+/// wherever a parameter may start (after `:`, `;` or whitespace, also
+/// inside another parameter's quotes: a candidate too many only removes
+/// more). Whitespace is C's `isspace`, as PHP's parser has it. A quoted
+/// value ends at its unescaped closing quote or the end of the line.
+/// Returns whether a `name*` parameter (RFC 2231, which RFC 7578 forbids
+/// in forms and parsers read differently, continuations and all) is there.
+fn name_params(v: &[u8], out: &mut Vec<Vec<u8>>) -> bool {
     let ws = |b: u8| matches!(b, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c);
+    let mut extended_seen = false;
     let mut i = 0;
     while i + 4 <= v.len() {
-        let starts = i == 0 || v[i - 1] == b';' || ws(v[i - 1]);
+        let starts = i == 0 || matches!(v[i - 1], b';' | b':') || ws(v[i - 1]);
         if !(starts && v[i..i + 4].eq_ignore_ascii_case(b"name")) {
             i += 1;
             continue;
@@ -147,6 +166,7 @@ fn name_params(v: &[u8], out: &mut Vec<Vec<u8>>) {
         let mut j = i + 4;
         let extended = v.get(j) == Some(&b'*');
         if extended {
+            extended_seen = true;
             j += 1;
         }
         while v.get(j).copied().is_some_and(ws) {
@@ -192,6 +212,7 @@ fn name_params(v: &[u8], out: &mut Vec<Vec<u8>>) {
         out.push(value);
         i += 1;
     }
+    extended_seen
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -310,32 +331,36 @@ enum Part {
 
 /// A streaming multipart filter. Delimiters are searched in `buf`, which
 /// keeps at most a delimiter's length of unflushed bytes between chunks.
+/// Parsers disagree on what else ends a line or a part (PHP: LF with an
+/// optional CR, and a boundary anywhere its 5 KiB line buffer splits;
+/// Werkzeug: CR, LF or CRLF), so the filter reads the form browsers send
+/// and refuses the rest: every `--boundary` in the body must open a line
+/// after CRLF and be followed by CRLF or `--`, and part headers are CRLF
+/// lines without folding or control bytes. A part any of them would find
+/// is then a part this filter finds.
 pub struct Multipart {
     names: NameSet,
-    /// `\n--boundary`: lines end at LF, with or without CR, as PHP
-    /// (main/rfc1867.c) and most parsers read them. A part PHP finds must
-    /// be a part this filter finds.
+    /// `--boundary`
     delimiter: Vec<u8>,
     state: Part,
     buf: Vec<u8>,
+    /// The two bytes before `buf`, for a delimiter at its very start.
+    before: [u8; 2],
+    /// How much of a header block `buf` holds was searched already.
+    scanned: usize,
     pub removed: usize,
 }
 
 /// Where a part's header block ends: the length of its header lines and
-/// of the block with the empty line that ends it. Lines end at LF, with an
-/// optional CR; no header lines at all is an empty line at once.
-fn headers_end(buf: &[u8]) -> Option<(usize, usize)> {
-    let mut line = 0;
-    for (i, &b) in buf.iter().enumerate() {
-        if b != b'\n' {
-            continue;
-        }
-        if matches!(&buf[line..i], b"" | b"\r") {
-            return Some((line, i + 1));
-        }
-        line = i + 1;
+/// of the block with the empty line (CRLF) that ends it; no header lines at
+/// all is an empty line at once. The search starts near `from`, where the
+/// last one stopped.
+fn headers_end(buf: &[u8], from: usize) -> Option<(usize, usize)> {
+    if buf.starts_with(b"\r\n") {
+        return Some((0, 2));
     }
-    None
+    let from = from.saturating_sub(3);
+    find(&buf[from..], b"\r\n\r\n").map(|at| (from + at, from + at + 4))
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
@@ -347,15 +372,16 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 
 impl Multipart {
     pub fn new(boundary: &str, names: NameSet) -> Multipart {
-        let mut delimiter = b"\n--".to_vec();
+        let mut delimiter = b"--".to_vec();
         delimiter.extend_from_slice(boundary.as_bytes());
-        // The body may start with the delimiter without its line break:
-        // pretend one came before.
         Multipart {
             names,
             delimiter,
             state: Part::Preamble,
-            buf: b"\n".to_vec(),
+            buf: Vec::new(),
+            // The body may start with the delimiter: as if after a CRLF.
+            before: *b"\r\n",
+            scanned: 0,
             removed: 0,
         }
     }
@@ -364,22 +390,41 @@ impl Multipart {
     /// last `name` parameter and honours quotes (double and single, with
     /// backslash escapes); other parsers keep the first. Any `name` that any
     /// of them could read counts, so the part goes if one of them is a
-    /// session name: reading loosely only ever removes more.
+    /// session name: reading loosely only ever removes more. Header lines
+    /// are strict (see `Multipart`).
     fn part_names(headers: &[u8]) -> Result<Vec<Vec<u8>>, FormError> {
-        let text = std::str::from_utf8(headers).map_err(|_| FormError::PartHeaders)?;
-        for line in text.split('\n') {
-            let line = line.strip_suffix('\r').unwrap_or(line);
-            let folded = line.starts_with([' ', '\t']);
-            if !(line.is_empty() || folded || line.contains(':')) {
+        let mut names = Vec::new();
+        if headers.is_empty() {
+            return Ok(names);
+        }
+        for line in headers.split(|&b| b == b'\n') {
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            let bad_byte = line.iter().any(|&b| (b < 0x20 && b != b'\t') || b == 0x7f);
+            let folded = line.first().is_some_and(|&b| b == b' ' || b == b'\t');
+            if bad_byte || folded || !line.contains(&b':') || name_params(line, &mut names) {
                 return Err(FormError::PartHeaders);
             }
         }
-        // The whole block, not only `Content-Disposition`: PHP joins folded
-        // lines to the header before them, and a candidate found elsewhere
-        // only removes more.
-        let mut names = Vec::new();
-        name_params(headers, &mut names);
         Ok(names)
+    }
+
+    /// Drops `n` bytes from the front of `buf`, remembering the last two.
+    fn consume(&mut self, n: usize) {
+        match n {
+            0 => {}
+            1 => self.before = [self.before[1], self.buf[0]],
+            _ => self.before = [self.buf[n - 2], self.buf[n - 1]],
+        }
+        self.buf.drain(..n);
+    }
+
+    /// Whether CRLF comes right before `buf[at]`.
+    fn crlf_before(&self, at: usize) -> bool {
+        match at {
+            0 => self.before == *b"\r\n",
+            1 => self.before[1] == b'\r' && self.buf[0] == b'\n',
+            _ => &self.buf[at - 2..at] == b"\r\n",
+        }
     }
 
     pub fn feed(&mut self, chunk: &[u8]) -> Result<Bytes, FormError> {
@@ -400,69 +445,62 @@ impl Multipart {
                         if pass {
                             out.extend_from_slice(&self.buf[..flush]);
                         }
-                        self.buf.drain(..flush);
+                        self.consume(flush);
                         break;
                     };
-                    // The body ends with the line break before the delimiter
-                    // (a CR before it stays with the body; PHP drops it from
-                    // the value, as it did before).
-                    if pass {
-                        out.extend_from_slice(&self.buf[..=at]);
+                    if !self.crlf_before(at) {
+                        return Err(FormError::Delimiter);
                     }
-                    self.buf.drain(..=at);
+                    // The CRLF before the delimiter goes out with the body;
+                    // what follows the delimiter says what comes next.
+                    if pass {
+                        out.extend_from_slice(&self.buf[..at]);
+                    }
+                    self.consume(at);
                     self.state = Part::Delimiter;
                 }
                 Part::Delimiter => {
-                    // `buf` starts at `--boundary`; the rest of its line
-                    // says what comes next.
-                    let after = self.delimiter.len() - 1;
+                    let after = self.delimiter.len();
                     if self.buf.len() < after + 2 {
                         break;
                     }
-                    if &self.buf[after..after + 2] == b"--" {
-                        out.extend_from_slice(&self.delimiter[1..]);
-                        out.extend_from_slice(b"--\r\n");
-                        self.buf.clear();
-                        self.state = Part::Done;
-                        continue;
+                    match &self.buf[after..after + 2] {
+                        b"--" => {
+                            out.extend_from_slice(&self.delimiter);
+                            out.extend_from_slice(b"--\r\n");
+                            self.buf.clear();
+                            self.state = Part::Done;
+                        }
+                        b"\r\n" => {
+                            self.consume(after + 2);
+                            self.scanned = 0;
+                            self.state = Part::Headers;
+                        }
+                        _ => return Err(FormError::Delimiter),
                     }
-                    let line_end = self.buf[after..].iter().position(|&b| b == b'\n');
-                    let rest = &self.buf[after..after + line_end.unwrap_or(self.buf.len() - after)];
-                    if !matches!(rest, b"" | b"\r") {
-                        // Anything but a line break after the boundary: PHP
-                        // would skip ahead to another delimiter line, which
-                        // this filter would not.
-                        return Err(FormError::Delimiter);
-                    }
-                    let Some(nl) = line_end else {
-                        break;
-                    };
-                    self.buf.drain(..after + nl + 1);
-                    self.state = Part::Headers;
                 }
                 Part::Headers => {
-                    // The headers end at the first empty line.
-                    let Some((end, next)) = headers_end(&self.buf) else {
-                        if self.buf.len() > MAX_PART_HEADERS {
+                    let Some((end, next)) = headers_end(&self.buf, self.scanned) else {
+                        if self.buf.len() >= MAX_PART_HEADERS + 4 {
                             return Err(FormError::PartHeaders);
                         }
+                        self.scanned = self.buf.len();
                         break;
                     };
                     if end > MAX_PART_HEADERS {
-                        // However the chunks fell.
                         return Err(FormError::PartHeaders);
                     }
                     let pass = !Self::part_names(&self.buf[..end])?
                         .iter()
                         .any(|name| is_session_field(&self.names, name));
                     if pass {
-                        out.extend_from_slice(&self.delimiter[1..]);
+                        out.extend_from_slice(&self.delimiter);
                         out.extend_from_slice(b"\r\n");
                         out.extend_from_slice(&self.buf[..next]);
                     } else {
                         self.removed += 1;
                     }
-                    self.buf.drain(..next);
+                    self.consume(next);
                     self.state = Part::Body { pass };
                 }
             }
@@ -604,11 +642,39 @@ mod tests {
         }
     }
 
+    /// Whether a body either loses every part named like a session ID or
+    /// fails: what no parser may then read is the planted value `fix`.
+    fn stripped_or_refused(ct: &str, body: &[u8]) -> bool {
+        let Some(kind) = kind(ct.as_bytes()) else {
+            return false;
+        };
+        for size in [1, 2, 3, 7, 64, body.len().max(1)] {
+            let Ok(mut f) = Filter::new(kind.clone(), names()) else {
+                return true;
+            };
+            let mut out = Vec::new();
+            let mut failed = false;
+            for c in body.chunks(size) {
+                match f.feed(c) {
+                    Ok(b) => out.extend_from_slice(&b),
+                    Err(_) => failed = true,
+                }
+                if failed {
+                    break;
+                }
+            }
+            if !failed && f.finish().is_ok() && find(&out, b"fix").is_some() {
+                return false;
+            }
+        }
+        true
+    }
+
     #[test]
-    fn every_name_a_multipart_parser_could_read_counts() {
+    fn every_name_a_multipart_parser_could_read_is_stripped_or_refused() {
         // PHP keeps the last `name` (checked against PHP 8.2) and honours
         // quotes; others keep the first.
-        let b = "bb";
+        let ct = "multipart/form-data; boundary=bb";
         for disposition in [
             r#"form-data; name="x"; name="PHPSESSID""#,
             r#"form-data; name="PHPSESSID"; name="x""#,
@@ -618,68 +684,109 @@ mod tests {
             r#"form-data;name = "PHPSESS\ID""#,
             r#"form-data; NAME="phpsessid""#,
             r#"form-data; name*=UTF-8''PHPSESSID"#,
+            r#"form-data; name*0="PHPSE"; name*1="SSID""#,
             r#"form-data; name="PHPSESS%49D""#,
+            r#"form-data; name="PHPSESSID"#,
+            "form-data; name=ok;\x0bname=PHPSESSID",
+            "form-data; name=\x0cPHPSESSID",
+            "form-data; name=\"ok\";\r\n name=PHPSESSID; a:b",
+            "form-data; name=\"ok\";\r\n\tname=PHPSESSID",
+            "form-data; name=\"PHPSESSID\r\nX: y",
         ] {
-            let body =
-                format!("--{b}\r\nContent-Disposition: {disposition}\r\n\r\nfix\r\n--{b}--\r\n");
-            let (out, removed) =
-                filter_all(Kind::Multipart(Some(b.into())), &names(), body.as_bytes()).unwrap();
-            assert_eq!(removed, 1, "{disposition}");
-            assert_eq!(String::from_utf8_lossy(&out), format!("--{b}--\r\n"));
+            for header in ["Content-Disposition: ", "Content-Disposition:"] {
+                let body = format!("--bb\r\n{header}{disposition}\r\n\r\nfix\r\n--bb--\r\n");
+                assert!(stripped_or_refused(ct, body.as_bytes()), "{body:?}");
+            }
         }
         let mut names = Vec::new();
-        name_params(
+        let extended = name_params(
             br#"form-data; filename="x"; xname="a"; name="b\"c""#,
             &mut names,
         );
-        assert_eq!(names, [b"b\"c".to_vec()]);
+        assert_eq!((names, extended), (vec![b"b\"c".to_vec()], false));
     }
 
     #[test]
-    fn whitespace_and_folding_hide_no_name() {
-        let b = "bb";
-        for headers in [
-            "Content-Disposition: form-data; name=ok;\x0bname=PHPSESSID",
-            "Content-Disposition: form-data; name=ok;\x0cname=PHPSESSID",
-            "Content-Disposition: form-data; name=\x0bPHPSESSID",
-            "Content-Disposition: form-data; name=\"ok\";\r\n name=PHPSESSID; a:b",
-            "Content-Disposition: form-data; name=\"ok\";\r\n\tname=PHPSESSID",
+    fn delimiters_other_parsers_see_are_delimiters_or_refused() {
+        let ct = "multipart/form-data; boundary=XX";
+        let tail =
+            "--XX\r\nContent-Disposition: form-data; name=\"PHPSESSID\"\r\n\r\nfix\r\n--XX--\r\n";
+        for head in [
+            // LF alone, or CR alone, before a delimiter (PHP, Werkzeug).
+            "--XX\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\nv1\n".to_string(),
+            "--XX\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\nv1\r".to_string(),
+            // A delimiter as the first line of a body.
+            "--XX\r\nX-A: b\r\n\r\n".to_string(),
+            "--XX\r\n\r\n".to_string(),
+            "--XX\r\nContent-Disposition: form-data; name=\"f\"; filename=\"\"\r\n\r\n".to_string(),
+            "--XX\r\nContent-Disposition: form-data; name=\"a\"\r\n\x00:\r\n\r\n".to_string(),
+            // PHP splits lines at its 5 KiB buffer: a boundary mid-line.
+            format!(
+                "--XX\r\nContent-Disposition: form-data; name=\"f\"\r\n\r\n{}",
+                "B".repeat(5120)
+            ),
+            // Headers ended by LF CR LF (PHP) or CR CR (Werkzeug).
+            "--XX\r\nX-A: b\n\r\n".to_string(),
+            "--XX\r\nX-A: b\r\r".to_string(),
         ] {
-            let body = format!("--{b}\r\n{headers}\r\n\r\nfix\r\n--{b}--\r\n");
-            let (_, removed) =
-                filter_all(Kind::Multipart(Some(b.into())), &names(), body.as_bytes()).unwrap();
-            assert_eq!(removed, 1, "{headers:?}");
-        }
-    }
-
-    #[test]
-    fn lines_may_end_at_lf_alone_as_php_reads_them() {
-        // PHP (checked against 8.2) ends lines at LF, CR optional: a part
-        // behind LF-only delimiters is a part.
-        let b = "XX";
-        let body = "--XX\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\nv1\n--XX\n\
-                    Content-Disposition: form-data; name=\"PHPSESSID\"\n\nv2\n--XX--\n";
-        let want = "--XX\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\nv1\n--XX--\r\n";
-        for size in [1, 2, 3, 5, 64, 1024] {
-            let mut f = Filter::new(Kind::Multipart(Some(b.into())), names()).unwrap();
-            let mut out = Vec::new();
-            for c in body.as_bytes().chunks(size) {
-                out.extend_from_slice(&f.feed(c).unwrap());
-            }
-            out.extend_from_slice(&f.finish().unwrap());
-            assert_eq!(String::from_utf8_lossy(&out), want, "chunks of {size}");
-            assert_eq!(f.removed(), 1);
+            let body = format!("{head}{tail}");
+            assert!(stripped_or_refused(ct, body.as_bytes()), "{body:?}");
         }
         // A delimiter line with more on it: PHP would skip to the next
         // delimiter line; this filter refuses rather than guess.
-        for junk in ["--XXab\r\n", "--XX \r\n", "--XX\rx\n"] {
+        for junk in ["--XXab\r\n", "--XX \r\n", "--XX\rx\n", "--XX\n"] {
             let body =
                 format!("{junk}Content-Disposition: form-data; name=\"a\"\r\n\r\nv\r\n--XX--\r\n");
-            assert_eq!(
-                filter_all(Kind::Multipart(Some(b.into())), &names(), body.as_bytes()),
-                Err(FormError::Delimiter),
+            assert!(
+                matches!(
+                    filter_all(
+                        Kind::Multipart(Some("XX".into())),
+                        &names(),
+                        body.as_bytes()
+                    ),
+                    Err(FormError::Delimiter)
+                ),
                 "{junk:?}"
             );
+        }
+        // A part whose body is empty, closed at once.
+        let body = "--XX\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\n--XX--\r\n";
+        let (out, removed) = filter_all(
+            Kind::Multipart(Some("XX".into())),
+            &names(),
+            body.as_bytes(),
+        )
+        .unwrap();
+        assert_eq!((String::from_utf8_lossy(&out).as_ref(), removed), (body, 0));
+    }
+
+    #[test]
+    fn content_types_other_parsers_read_as_forms_are_filtered() {
+        let multipart =
+            "--XX\r\nContent-Disposition: form-data; name=\"PHPSESSID\"\r\n\r\nfix\r\n--XX--\r\n";
+        for ct in [
+            "multipart/form-data, boundary=XX",
+            "multipart/form-data boundary=XX",
+            "multipart/form-data; boundary=XX; boundary=YY",
+            "multipart/form-data; boundary=XX; x=\u{fffd}",
+        ] {
+            assert!(stripped_or_refused(ct, multipart.as_bytes()), "{ct}");
+        }
+        for ct in [
+            "application/x-www-form-urlencoded charset=utf-8",
+            "application/x-www-form-urlencoded, x",
+        ] {
+            assert!(stripped_or_refused(ct, b"PHPSESSID=fix"), "{ct}");
+        }
+        let lossy = b"multipart/form-data; boundary=XX; x=\xff";
+        assert_eq!(kind(lossy), Some(Kind::Multipart(Some("XX".into()))));
+        // Browsers' boundaries (WebKit's, Firefox's) pass.
+        for b in [
+            "----WebKitFormBoundary7MA4YWxkTrZu0gW",
+            "---------------------------9051914041544843365972754266",
+        ] {
+            let ct = format!("multipart/form-data; boundary={b}");
+            assert_eq!(kind(ct.as_bytes()), Some(Kind::Multipart(Some(b.into()))));
         }
     }
 
