@@ -97,6 +97,16 @@ async fn a_body_that_is_not_its_declared_type_is_refused() {
         )
         .await;
     assert_eq!(res.status, StatusCode::BAD_REQUEST);
+    // Two Content-Type fields: the app might read the second.
+    for proto in [Proto::H1, Proto::H2] {
+        let mut req = post("text/plain", "PHPSESSID=planted");
+        req.headers_mut().append(
+            "content-type",
+            http::HeaderValue::from_static("application/x-www-form-urlencoded"),
+        );
+        let res = s.client.send(proto, req).await;
+        assert_eq!(res.status, StatusCode::BAD_REQUEST, "{proto:?}");
+    }
     assert!(s.upstream.requests().is_empty());
 }
 

@@ -39,10 +39,14 @@ pub fn kind(content_type: &[u8]) -> Option<Kind> {
     let ct = ct.as_ref();
     let mut params = ct.split(';');
     let essence = params.next()?.trim();
-    // PHP ends the media type at `;`, `,` or a space (main/SAPI.c): where
-    // either reading names a form, the body is filtered as one.
+    // PHP ends the media type at `;`, `,` or a space (main/SAPI.c), and
+    // Werkzeug strips any Unicode space (read as Latin-1): where any
+    // reading names a form, the body is filtered as one.
     let php_essence = ct.split([';', ',', ' ']).next().unwrap_or("");
-    let is = |t: &str| essence.eq_ignore_ascii_case(t) || php_essence.eq_ignore_ascii_case(t);
+    let bare = bare_token(ct.split([';', ',']).next().unwrap_or(""));
+    let is = |t: &str| {
+        essence.eq_ignore_ascii_case(t) || php_essence.eq_ignore_ascii_case(t) || bare == t
+    };
     if is("application/x-www-form-urlencoded") {
         return Some(Kind::Urlencoded);
     }
@@ -57,20 +61,65 @@ pub fn kind(content_type: &[u8]) -> Option<Kind> {
         // first `boundary` anywhere and ends it at `,` or `;`, Werkzeug
         // takes the last parameter), the gateway and the app would see
         // different parts: no boundary, and the request fails.
+        // One boundary parameter, not also `boundary*` (RFC 2231) or one
+        // behind a byte another parser takes for a space.
         let once = ct
             .split(';')
             .filter(|p| {
                 p.split_once('=')
-                    .is_some_and(|(k, _)| k.trim().eq_ignore_ascii_case("boundary"))
+                    .is_some_and(|(k, _)| bare_token(k).starts_with("boundary"))
             })
             .count()
             == 1;
-        let agreed = boundary.filter(|b| once && php_boundary(ct) == Some(b.as_str()));
+        let agreed = boundary
+            .filter(|b| once && php_boundary(ct) == Some(b.as_str()) && plain_boundary(ct, b));
         return Some(Kind::Multipart(
             agreed.filter(|b| !b.is_empty() && b.len() <= 70),
         ));
     }
     None
+}
+
+/// A parameter name or media type with every byte but the ASCII
+/// token ones dropped, lower-cased: what a lenient parser makes of it.
+fn bare_token(s: &str) -> String {
+    s.bytes()
+        .filter(|b| {
+            b.is_ascii_graphic()
+                && !matches!(
+                    b,
+                    b'"' | b'('
+                        | b')'
+                        | b'<'
+                        | b'>'
+                        | b'@'
+                        | b','
+                        | b';'
+                        | b':'
+                        | b'\\'
+                        | b'['
+                        | b']'
+                        | b'?'
+                        | b'='
+                        | b'{'
+                        | b'}'
+                )
+        })
+        .map(|b| char::from(b.to_ascii_lowercase()))
+        .collect()
+}
+
+/// Whether every parser reads the boundary alike: quoted, only RFC 2046's
+/// boundary characters (no space, so no trimming question); unquoted, only
+/// token characters that no parser ends a token at. Browsers' boundaries
+/// (`----WebKitFormBoundary...`, `-----...123`) are both.
+fn plain_boundary(ct: &str, b: &str) -> bool {
+    let quoted = ct.contains(&format!("\"{b}\""));
+    b.bytes().all(|c| {
+        c.is_ascii_alphanumeric()
+            || matches!(c, b'\'' | b'+' | b'_' | b'-' | b'.')
+            || (quoted && matches!(c, b'(' | b')' | b',' | b'/' | b':' | b'=' | b'?'))
+    })
 }
 
 /// The boundary as PHP's multipart parser reads it (main/rfc1867.c): after
@@ -158,7 +207,8 @@ fn name_params(v: &[u8], out: &mut Vec<Vec<u8>>) -> bool {
     let mut extended_seen = false;
     let mut i = 0;
     while i + 4 <= v.len() {
-        let starts = i == 0 || matches!(v[i - 1], b';' | b':') || ws(v[i - 1]);
+        // After a non-ASCII byte too: Werkzeug strips Unicode spaces.
+        let starts = i == 0 || matches!(v[i - 1], b';' | b':') || ws(v[i - 1]) || v[i - 1] >= 0x80;
         if !(starts && v[i..i + 4].eq_ignore_ascii_case(b"name")) {
             i += 1;
             continue;
@@ -203,6 +253,15 @@ fn name_params(v: &[u8], out: &mut Vec<Vec<u8>>) -> bool {
                 while let Some(&b) = v.get(j).filter(|&&b| b != b';' && !ws(b)) {
                     value.push(b);
                     j += 1;
+                }
+                // Werkzeug ends an unquoted value at the first byte that
+                // is not a token character.
+                let token = value
+                    .iter()
+                    .position(|&b| !(b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)))
+                    .unwrap_or(value.len());
+                if token < value.len() {
+                    out.push(value[..token].to_vec());
                 }
             }
         }
@@ -401,7 +460,10 @@ impl Multipart {
             let line = line.strip_suffix(b"\r").unwrap_or(line);
             let bad_byte = line.iter().any(|&b| (b < 0x20 && b != b'\t') || b == 0x7f);
             let folded = line.first().is_some_and(|&b| b == b' ' || b == b'\t');
-            if bad_byte || folded || !line.contains(&b':') || name_params(line, &mut names) {
+            // PHP reads lines in 5 KiB pieces: a longer one becomes two.
+            let split = line.len() + 2 >= 5 * 1024;
+            if bad_byte || folded || split || !line.contains(&b':') || name_params(line, &mut names)
+            {
                 return Err(FormError::PartHeaders);
             }
         }
@@ -692,6 +754,10 @@ mod tests {
             "form-data; name=\"ok\";\r\n name=PHPSESSID; a:b",
             "form-data; name=\"ok\";\r\n\tname=PHPSESSID",
             "form-data; name=\"PHPSESSID\r\nX: y",
+            "form-data; name=PHPSESSID/x",
+            "form-data; name=PHPSESSID(x",
+            "form-data;\u{a0}name=\"PHPSESSID\"",
+            "form-data;\u{3000}name=\"PHPSESSID\"",
         ] {
             for header in ["Content-Disposition: ", "Content-Disposition:"] {
                 let body = format!("--bb\r\n{header}{disposition}\r\n\r\nfix\r\n--bb--\r\n");
@@ -761,6 +827,20 @@ mod tests {
     }
 
     #[test]
+    fn a_header_line_php_would_split_is_refused() {
+        // PHP's 5 KiB line buffer would end the line, and the rest would be
+        // a header of its own.
+        let ct = "multipart/form-data; boundary=XX";
+        for pad in [5064, 5068, 6000] {
+            let body = format!(
+                "--XX\r\nContent-Disposition: form-data; x=\"{}\"; name=PHPSESSIDx: y\r\n\r\nfix\r\n--XX--\r\n",
+                "A".repeat(pad)
+            );
+            assert!(stripped_or_refused(ct, body.as_bytes()), "{pad}");
+        }
+    }
+
+    #[test]
     fn content_types_other_parsers_read_as_forms_are_filtered() {
         let multipart =
             "--XX\r\nContent-Disposition: form-data; name=\"PHPSESSID\"\r\n\r\nfix\r\n--XX--\r\n";
@@ -780,6 +860,30 @@ mod tests {
         }
         let lossy = b"multipart/form-data; boundary=XX; x=\xff";
         assert_eq!(kind(lossy), Some(Kind::Multipart(Some("XX".into()))));
+        // Where Werkzeug or PHP would read another boundary or type.
+        for ct in [
+            &b"multipart/form-data; boundary=XX; boundary*=YY"[..],
+            b"multipart/form-data; boundary=XX;\xa0boundary=YY",
+            b"multipart/form-data; boundary=YY/Z",
+            b"multipart/form-data; boundary=\"YY%22Z\"",
+            b"multipart/form-data; boundary=XX\xff",
+        ] {
+            assert_eq!(kind(ct), Some(Kind::Multipart(None)), "{ct:?}");
+        }
+        for ct in [
+            &b"multipart/form-data\xa0; boundary=YY"[..],
+            b"multipart/form-data\xc2\xa0; boundary=YY",
+        ] {
+            assert!(matches!(kind(ct), Some(Kind::Multipart(_))), "{ct:?}");
+        }
+        assert_eq!(
+            kind(b"application/x-www-form-urlencoded\xa0"),
+            Some(Kind::Urlencoded)
+        );
+        assert_eq!(
+            kind(b"multipart/form-data; boundary=\"a:b=c\""),
+            Some(Kind::Multipart(Some("a:b=c".into())))
+        );
         // Browsers' boundaries (WebKit's, Firefox's) pass.
         for b in [
             "----WebKitFormBoundary7MA4YWxkTrZu0gW",
@@ -805,10 +909,12 @@ mod tests {
             Some("abc")
         );
         assert_eq!(
-            m("multipart/form-data; boundary=\"a,b c\"").as_deref(),
-            Some("a,b c")
+            m("multipart/form-data; boundary=\"a,b\"").as_deref(),
+            Some("a,b")
         );
         for ct in [
+            // A space in a boundary invites a parser to trim it.
+            "multipart/form-data; boundary=\"a,b c\"",
             "multipart/form-data; boundary=\"a;b\"",
             "multipart/form-data; boundary=AAA,BBB",
             "multipart/form-data; xboundary=foo; boundary=bar",

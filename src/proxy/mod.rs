@@ -523,6 +523,15 @@ async fn form_body(
     site: &Site,
     client: IpAddr,
 ) -> Result<UpstreamBody, ProxyError> {
+    // Two `Content-Type` fields: the app may read the other one.
+    if headers
+        .get_all(header::CONTENT_TYPE)
+        .iter()
+        .nth(1)
+        .is_some()
+    {
+        return Err(ProxyError::BadForm);
+    }
     let Some(kind) = headers
         .get(header::CONTENT_TYPE)
         .and_then(|ct| form::kind(ct.as_bytes()))
