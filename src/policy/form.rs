@@ -407,6 +407,8 @@ pub struct Multipart {
     before: [u8; 2],
     /// How much of a header block `buf` holds was searched already.
     scanned: usize,
+    /// Bytes at the front of `buf` already consumed.
+    off: usize,
     pub removed: usize,
 }
 
@@ -441,6 +443,7 @@ impl Multipart {
             // The body may start with the delimiter: as if after a CRLF.
             before: *b"\r\n",
             scanned: 0,
+            off: 0,
             removed: 0,
         }
     }
@@ -472,40 +475,55 @@ impl Multipart {
 
     /// Drops `n` bytes from the front of `buf`, remembering the last two.
     fn consume(&mut self, n: usize) {
+        let rest = self.rest();
         match n {
             0 => {}
-            1 => self.before = [self.before[1], self.buf[0]],
-            _ => self.before = [self.buf[n - 2], self.buf[n - 1]],
+            1 => self.before = [self.before[1], rest[0]],
+            _ => self.before = [rest[n - 2], rest[n - 1]],
         }
-        self.buf.drain(..n);
+        // Dropped for real once per chunk, not once per part: many small
+        // parts in one large chunk would otherwise move it again and again.
+        self.off += n;
+    }
+
+    /// What `buf` holds past the bytes consumed.
+    fn rest(&self) -> &[u8] {
+        &self.buf[self.off..]
     }
 
     /// Whether CRLF comes right before `buf[at]`.
     fn crlf_before(&self, at: usize) -> bool {
         match at {
             0 => self.before == *b"\r\n",
-            1 => self.before[1] == b'\r' && self.buf[0] == b'\n',
-            _ => &self.buf[at - 2..at] == b"\r\n",
+            1 => self.before[1] == b'\r' && self.rest()[0] == b'\n',
+            _ => &self.rest()[at - 2..at] == b"\r\n",
         }
     }
 
     pub fn feed(&mut self, chunk: &[u8]) -> Result<Bytes, FormError> {
+        self.buf.drain(..self.off);
+        self.off = 0;
         self.buf.extend_from_slice(chunk);
         let mut out = BytesMut::with_capacity(chunk.len() + 64);
         loop {
             match self.state {
                 Part::Done => {
                     self.buf.clear();
+                    self.off = 0;
                     break;
                 }
                 Part::Preamble | Part::Body { .. } => {
                     let pass = matches!(self.state, Part::Body { pass: true });
-                    let Some(at) = find(&self.buf, &self.delimiter) else {
+                    let Some(at) = find(self.rest(), &self.delimiter) else {
                         // Flush all but what could be the start of a delimiter.
-                        let keep = self.delimiter.len().saturating_sub(1).min(self.buf.len());
-                        let flush = self.buf.len() - keep;
+                        let keep = self
+                            .delimiter
+                            .len()
+                            .saturating_sub(1)
+                            .min(self.rest().len());
+                        let flush = self.rest().len() - keep;
                         if pass {
-                            out.extend_from_slice(&self.buf[..flush]);
+                            out.extend_from_slice(&self.rest()[..flush]);
                         }
                         self.consume(flush);
                         break;
@@ -516,21 +534,22 @@ impl Multipart {
                     // The CRLF before the delimiter goes out with the body;
                     // what follows the delimiter says what comes next.
                     if pass {
-                        out.extend_from_slice(&self.buf[..at]);
+                        out.extend_from_slice(&self.rest()[..at]);
                     }
                     self.consume(at);
                     self.state = Part::Delimiter;
                 }
                 Part::Delimiter => {
                     let after = self.delimiter.len();
-                    if self.buf.len() < after + 2 {
+                    if self.rest().len() < after + 2 {
                         break;
                     }
-                    match &self.buf[after..after + 2] {
+                    match &self.rest()[after..after + 2] {
                         b"--" => {
                             out.extend_from_slice(&self.delimiter);
                             out.extend_from_slice(b"--\r\n");
                             self.buf.clear();
+                            self.off = 0;
                             self.state = Part::Done;
                         }
                         b"\r\n" => {
@@ -542,23 +561,23 @@ impl Multipart {
                     }
                 }
                 Part::Headers => {
-                    let Some((end, next)) = headers_end(&self.buf, self.scanned) else {
-                        if self.buf.len() >= MAX_PART_HEADERS + 4 {
+                    let Some((end, next)) = headers_end(self.rest(), self.scanned) else {
+                        if self.rest().len() >= MAX_PART_HEADERS + 4 {
                             return Err(FormError::PartHeaders);
                         }
-                        self.scanned = self.buf.len();
+                        self.scanned = self.rest().len();
                         break;
                     };
                     if end > MAX_PART_HEADERS {
                         return Err(FormError::PartHeaders);
                     }
-                    let pass = !Self::part_names(&self.buf[..end])?
+                    let pass = !Self::part_names(&self.rest()[..end])?
                         .iter()
                         .any(|name| is_session_field(&self.names, name));
                     if pass {
                         out.extend_from_slice(&self.delimiter);
                         out.extend_from_slice(b"\r\n");
-                        out.extend_from_slice(&self.buf[..next]);
+                        out.extend_from_slice(&self.rest()[..next]);
                     } else {
                         self.removed += 1;
                     }
