@@ -200,8 +200,10 @@ fn is_session_field(names: &NameSet, raw: &[u8]) -> bool {
 /// inside another parameter's quotes: a candidate too many only removes
 /// more). Whitespace is C's `isspace`, as PHP's parser has it. A quoted
 /// value ends at its unescaped closing quote or the end of the line.
-/// Returns whether a `name*` parameter (RFC 2231, which RFC 7578 forbids
-/// in forms and parsers read differently, continuations and all) is there.
+/// `name*=utf-8''x` (RFC 5987, which reqwest sends for names with spaces
+/// or non-ASCII) also gives `x`, still percent-encoded. Returns whether an
+/// RFC 2231 continuation (`name*0=`, which RFC 7578 forbids and parsers
+/// join differently) is there.
 fn name_params(v: &[u8], out: &mut Vec<Vec<u8>>) -> bool {
     let ws = |b: u8| matches!(b, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c);
     let mut extended_seen = false;
@@ -216,13 +218,13 @@ fn name_params(v: &[u8], out: &mut Vec<Vec<u8>>) -> bool {
         let mut j = i + 4;
         let extended = v.get(j) == Some(&b'*');
         if extended {
-            extended_seen = true;
             j += 1;
         }
         while v.get(j).copied().is_some_and(ws) {
             j += 1;
         }
         if v.get(j) != Some(&b'=') {
+            extended_seen |= extended;
             i += 1;
             continue;
         }
@@ -409,6 +411,8 @@ pub struct Multipart {
     scanned: usize,
     /// Bytes at the front of `buf` already consumed.
     off: usize,
+    /// Whether any byte came in.
+    fed: bool,
     pub removed: usize,
 }
 
@@ -444,6 +448,7 @@ impl Multipart {
             before: *b"\r\n",
             scanned: 0,
             off: 0,
+            fed: false,
             removed: 0,
         }
     }
@@ -503,6 +508,7 @@ impl Multipart {
     pub fn feed(&mut self, chunk: &[u8]) -> Result<Bytes, FormError> {
         self.buf.drain(..self.off);
         self.off = 0;
+        self.fed |= !chunk.is_empty();
         self.buf.extend_from_slice(chunk);
         let mut out = BytesMut::with_capacity(chunk.len() + 64);
         loop {
@@ -592,6 +598,9 @@ impl Multipart {
     pub fn finish(&mut self) -> Result<Bytes, FormError> {
         match self.state {
             Part::Done => Ok(Bytes::new()),
+            // No body at all: an empty form (reqwest sends one), as PHP
+            // reads it.
+            Part::Preamble if self.off == 0 && self.buf.is_empty() && !self.fed => Ok(Bytes::new()),
             _ => Err(FormError::Truncated),
         }
     }
@@ -765,6 +774,7 @@ mod tests {
             r#"form-data;name = "PHPSESS\ID""#,
             r#"form-data; NAME="phpsessid""#,
             r#"form-data; name*=UTF-8''PHPSESSID"#,
+            r#"form-data; name*=utf-8''PHPSESS%49D"#,
             r#"form-data; name*0="PHPSE"; name*1="SSID""#,
             r#"form-data; name="PHPSESS%49D""#,
             r#"form-data; name="PHPSESSID"#,
@@ -843,6 +853,26 @@ mod tests {
         )
         .unwrap();
         assert_eq!((String::from_utf8_lossy(&out).as_ref(), removed), (body, 0));
+    }
+
+    #[test]
+    fn common_clients_forms_pass() {
+        // reqwest: `name*` for a name with a space, and an empty form.
+        let body = "--XX\r\nContent-Disposition: form-data; name*=utf-8''first%20name\r\n\r\nAda\r\n--XX--\r\n";
+        let (out, removed) = filter_all(
+            Kind::Multipart(Some("XX".into())),
+            &names(),
+            body.as_bytes(),
+        )
+        .unwrap();
+        assert_eq!((String::from_utf8_lossy(&out).as_ref(), removed), (body, 0));
+        let (out, removed) = filter_all(Kind::Multipart(Some("XX".into())), &names(), b"").unwrap();
+        assert_eq!((out.len(), removed), (0, 0));
+        // A body that is only a preamble is still cut off.
+        assert_eq!(
+            filter_all(Kind::Multipart(Some("XX".into())), &names(), b"\r\n"),
+            Err(FormError::Truncated)
+        );
     }
 
     #[test]

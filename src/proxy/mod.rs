@@ -523,6 +523,10 @@ async fn form_body(
     site: &Site,
     client: IpAddr,
 ) -> Result<UpstreamBody, ProxyError> {
+    // Nothing to filter (a GET that names a form type, say).
+    if http_body::Body::is_end_stream(&body) {
+        return Ok(Either::Left(body));
+    }
     // Two `Content-Type` fields: the app may read the other one.
     if headers
         .get_all(header::CONTENT_TYPE)
@@ -538,6 +542,15 @@ async fn form_body(
     else {
         return Ok(Either::Left(body));
     };
+    // A compressed form would be filtered as noise and may be inflated
+    // behind the gateway (Apache's `SetInputFilter DEFLATE`).
+    if headers
+        .get_all(header::CONTENT_ENCODING)
+        .iter()
+        .any(|e| !e.as_bytes().trim_ascii().eq_ignore_ascii_case(b"identity"))
+    {
+        return Err(ProxyError::BadForm);
+    }
     let names = site.url_session_params.clone();
     let site_name = site.name.clone();
     // One record per removed field.
