@@ -20,7 +20,10 @@ pub fn parse(s: &[u8]) -> Option<i64> {
         {
             month = Some(m);
         } else if year.is_none()
-            && let Some(y) = digits(token, 2, 4)
+            // RFC 6265bis reads 2 to 4 digits; Chromium takes more (a date
+            // past 9999 is far off either way, which is what the lifetime
+            // cap needs to know).
+            && let Some(y) = digits(token, 2, 9)
         {
             year = Some(y);
         }

@@ -65,6 +65,9 @@ pub enum Refused {
     Prefix,
     /// `Domain` does not cover the host: browsers refuse it.
     Domain,
+    /// `SameSite=None` or `Partitioned` without `Secure`: Chromium and
+    /// Firefox refuse it (adding `Secure` would make it a new cookie).
+    Insecure,
 }
 
 impl Refused {
@@ -73,6 +76,7 @@ impl Refused {
             Refused::Invalid => "invalid",
             Refused::Prefix => "prefix_rules",
             Refused::Domain => "domain_mismatch",
+            Refused::Insecure => "needs_secure",
         }
     }
 }
@@ -192,11 +196,14 @@ impl<'a> Parsed<'a> {
                     s.expires_in = Some(t.saturating_sub(now));
                 }
             } else if n.eq_ignore_ascii_case(b"domain") {
-                if !a.value.is_empty() {
-                    s.domain = Some(a.value);
-                }
+                // The last one wins even when empty (then host-only), as
+                // Chromium reads it; RFC 6265bis would skip an empty one,
+                // which leaves the same line refused by both readings.
+                s.domain = (!a.value.is_empty()).then_some(a.value);
             } else if n.eq_ignore_ascii_case(b"path") {
                 s.path = Some(a.value);
+            } else if n.eq_ignore_ascii_case(b"partitioned") {
+                s.partitioned = true;
             }
         }
         s
@@ -216,6 +223,7 @@ pub struct Summary<'a> {
     pub expires_in: Option<i64>,
     pub domain: Option<&'a [u8]>,
     pub path: Option<&'a [u8]>,
+    pub partitioned: bool,
 }
 
 impl Summary<'_> {
@@ -292,6 +300,18 @@ pub fn harden(line: &[u8], policy: &CookiePolicy, host: &str, now: i64) -> Outco
         && (!s.secure || s.domain.is_some() || s.path != Some(b"/"))
     {
         return Outcome::Dropped(Refused::Prefix);
+    }
+    // `__Http-` and `__Host-Http-` (RFC 6265bis drafts, Chromium) also
+    // require `HttpOnly`.
+    if (starts_with_ci(p.name, b"__http-") && !(s.secure && s.http_only))
+        || (starts_with_ci(p.name, b"__host-http-") && !s.http_only)
+    {
+        return Outcome::Dropped(Refused::Prefix);
+    }
+    // What browsers refuse without `Secure` stays refused: hardening adds
+    // `Secure`, which would otherwise let it in.
+    if !s.secure && (s.partitioned || s.same_site == Some(Some(SameSite::None))) {
+        return Outcome::Dropped(Refused::Insecure);
     }
     if let Some(d) = s.domain
         && !domain_matches(host, d)
@@ -512,8 +532,32 @@ mod tests {
             ("a=b; SameSite=bogus", "a=b; Secure; HttpOnly; SameSite=Lax"),
             // Duplicate SameSite: the last wins in a browser; normalise to one.
             (
-                "a=b; SameSite=Lax; SameSite=None",
+                "a=b; SameSite=Lax; SameSite=None; Secure",
                 "a=b; Secure; HttpOnly; SameSite=Lax",
+            ),
+            // `SameSite=None` or `Partitioned` without `Secure`: Chromium
+            // refuses it, and so does the gateway (checked in Chromium).
+            ("a=b; SameSite=Lax; SameSite=None", "DROPPED needs_secure"),
+            ("a=b; SameSite=None", "DROPPED needs_secure"),
+            ("a=b; Partitioned", "DROPPED needs_secure"),
+            // `__Http-` needs Secure and HttpOnly, `__Host-Http-` also
+            // what `__Host-` needs.
+            ("__Http-a=b; Secure", "DROPPED prefix_rules"),
+            ("__http-a=b; HttpOnly", "DROPPED prefix_rules"),
+            (
+                "__Http-a=b; Secure; HttpOnly",
+                "__Http-a=b; Secure; HttpOnly; SameSite=Lax",
+            ),
+            ("__Host-Http-a=b; Secure; Path=/", "DROPPED prefix_rules"),
+            // The last Domain wins even when empty: host-only in Chromium.
+            (
+                "a=b; Domain=example.com; Domain=",
+                "a=b; Domain=example.com; Domain=; Secure; HttpOnly; SameSite=Lax",
+            ),
+            // A year past 9999 (Chromium reads it) is capped.
+            (
+                "a=b; Expires=Wed, 21 Oct 99999 07:28:00 GMT",
+                "a=b; Expires=Wed, 21 Oct 99999 07:28:00 GMT; Secure; HttpOnly; SameSite=Lax; Max-Age=86400",
             ),
             (
                 "a=b; SameSite=None; SameSite=Strict",
@@ -531,8 +575,8 @@ mod tests {
             ),
             // Unknown attributes and values pass byte for byte.
             (
-                "id=\"q u\"; Partitioned; Priority=High; Foo",
-                "id=\"q u\"; Partitioned; Priority=High; Foo; Secure; HttpOnly; SameSite=Lax",
+                "id=\"q u\"; Partitioned; Secure; Priority=High; Foo",
+                "id=\"q u\"; Partitioned; Secure; Priority=High; Foo; HttpOnly; SameSite=Lax",
             ),
             // Lifetimes: capped, session cookies stay session cookies.
             (
