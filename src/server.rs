@@ -317,15 +317,19 @@ fn redirect_to_https(
     let Some(host) = host else {
         return status_response(StatusCode::BAD_REQUEST);
     };
-    if gateway.site_for_host(host).is_none() {
+    let Some(site) = gateway.site_for_host(host) else {
         return status_response(StatusCode::MISDIRECTED_REQUEST);
-    }
+    };
     let path = req
         .uri()
         .path_and_query()
         .map(|p| p.as_str())
         .unwrap_or("/");
     let path = if path.starts_with('/') { path } else { "/" };
+    // The redirect does not carry a session ID into the browser's history:
+    // it leads to the clean URL (which the HTTPS side would redirect to).
+    let clean = crate::policy::url::strip(path, &gateway.config().sites[site].url_session_params);
+    let path = clean.as_deref().unwrap_or(path);
     let location = if public_port == 443 {
         format!("https://{host}{path}")
     } else {

@@ -594,6 +594,18 @@ async fn plain_http_listener_only_redirects_known_hosts() {
         )),
         "{out}"
     );
+    // A session ID in the plain-HTTP URL does not follow into the redirect.
+    let tcp = tokio::net::TcpStream::connect(http).await.unwrap();
+    let out = exchange(
+        tcp,
+        b"GET /a;jsessionid=X1?PHPSESSID=Y1&b=2 HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(
+        out.to_ascii_lowercase()
+            .contains(&format!("location: https://app.test:{port}/a?b=2\r\n")),
+        "{out}"
+    );
     let tcp = tokio::net::TcpStream::connect(http).await.unwrap();
     let out = exchange(
         tcp,
