@@ -22,7 +22,7 @@ const MAX_PART_HEADERS: usize = 16 * 1024;
 pub enum FormError {
     #[error("a form field name is over {MAX_NAME} bytes")]
     NameTooLong,
-    #[error("multipart body without its boundary")]
+    #[error("multipart body without a boundary every parser reads alike")]
     NoBoundary,
     #[error("multipart part headers are malformed or over {MAX_PART_HEADERS} bytes")]
     PartHeaders,
@@ -196,10 +196,11 @@ fn is_session_field(names: &NameSet, raw: &[u8]) -> bool {
 }
 
 /// The values of every `name` parameter in a part header line, found
-/// wherever a parameter may start (after `:`, `;` or whitespace, also
-/// inside another parameter's quotes: a candidate too many only removes
-/// more). Whitespace is C's `isspace`, as PHP's parser has it. A quoted
-/// value ends at its unescaped closing quote or the end of the line.
+/// wherever a parameter may start (after `:`, `;`, whitespace or a
+/// non-ASCII byte, also inside another parameter's quotes: a candidate too
+/// many only removes more). Whitespace is C's `isspace`, as PHP's parser
+/// has it. A quoted value ends at its unescaped closing quote or the end
+/// of the line.
 /// `name*=utf-8''x` (RFC 5987, which reqwest sends for names with spaces
 /// or non-ASCII) also gives `x`, still percent-encoded. Returns whether an
 /// RFC 2231 continuation (`name*0=`, which RFC 7578 forbids and parsers
@@ -384,20 +385,22 @@ enum Part {
     Headers,
     /// Inside a part's body.
     Body { pass: bool },
-    /// At a delimiter line: `buf` starts at its `--`.
+    /// At a delimiter line: `rest()` starts at its `--`.
     Delimiter,
     /// After the closing delimiter (the epilogue is dropped).
     Done,
 }
 
-/// A streaming multipart filter. Delimiters are searched in `buf`, which
-/// keeps at most a delimiter's length of unflushed bytes between chunks.
+/// A streaming multipart filter. Between chunks `buf` keeps what could
+/// still start a delimiter, or a part's headers not yet ended (at most
+/// `MAX_PART_HEADERS`), behind the bytes already consumed (`off`).
 /// Parsers disagree on what else ends a line or a part (PHP: LF with an
 /// optional CR, and a boundary anywhere its 5 KiB line buffer splits;
 /// Werkzeug: CR, LF or CRLF), so the filter reads the form browsers send
 /// and refuses the rest: every `--boundary` in the body must open a line
-/// after CRLF and be followed by CRLF or `--`, and part headers are CRLF
-/// lines without folding or control bytes. A part any of them would find
+/// after CRLF and be followed by CRLF or `--`, and part headers end at an
+/// empty CRLF line and are lines without folding or control bytes (a bare
+/// LF between them ends a line for every parser, and each line is read). A part any of them would find
 /// is then a part this filter finds.
 pub struct Multipart {
     names: NameSet,
@@ -600,7 +603,7 @@ impl Multipart {
             Part::Done => Ok(Bytes::new()),
             // No body at all: an empty form (reqwest sends one), as PHP
             // reads it.
-            Part::Preamble if self.off == 0 && self.buf.is_empty() && !self.fed => Ok(Bytes::new()),
+            Part::Preamble if !self.fed => Ok(Bytes::new()),
             _ => Err(FormError::Truncated),
         }
     }

@@ -98,7 +98,11 @@ impl Iterator for Canonical<'_> {
     type Item = u8;
     fn next(&mut self) -> Option<u8> {
         loop {
-            let b = self.bytes.next().filter(|&b| b != 0)?;
+            let Some(b) = self.bytes.next().filter(|&b| b != 0) else {
+                // A NUL ends the name for good.
+                self.bytes.i = self.bytes.raw.len();
+                return None;
+            };
             if !self.started {
                 if b == b' ' || b == b'\t' {
                     continue;

@@ -762,7 +762,7 @@ fn harden_set_cookies(
 
 /// Copies bytes both ways once both sides have switched protocols, holding
 /// the client connection's slot: the tunnel counts under the connection
-/// bound, and lives through a shutdown's grace period, not past it.
+/// bound, and is closed one grace period after it sees shutdown begin.
 async fn tunnel(
     client: hyper::upgrade::OnUpgrade,
     upstream: hyper::upgrade::OnUpgrade,

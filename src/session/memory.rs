@@ -189,11 +189,11 @@ fn backend_key(site: u16, name: &[u8], value: &[u8]) -> BackendKey {
 /// generated; a client's guesses are looked up, never inserted, so they
 /// cannot lengthen a probe sequence). Only such keys may ever be inserted
 /// into these two tables. SipHash, the default, resists keys chosen to
-/// collide, and cost more than the rest of the lookup here. The backend
+/// collide, and costs more than the rest of the lookup here. The backend
 /// index keeps SipHash: its keys come from the app's values. The seed is
 /// random per process all the same, so that not even lookup timings depend
 /// on a hash a client could compute.
-#[derive(Default, Clone, Copy)]
+#[derive(Clone, Copy)]
 struct OwnKeyHasher(u64);
 
 impl std::hash::Hasher for OwnKeyHasher {
