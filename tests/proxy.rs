@@ -811,43 +811,16 @@ async fn redirects_to_the_upstream_or_to_http_are_rewritten_to_the_public_https_
 
 #[tokio::test]
 async fn websocket_upgrades_pass_end_to_end() {
-    let upstream = Upstream::custom(|mut req: Request<hyper::body::Incoming>| async move {
-        assert_eq!(req.headers()["upgrade"], "websocket");
-        let on = hyper::upgrade::on(&mut req);
-        tokio::spawn(async move {
-            let mut io = hyper_util::rt::TokioIo::new(on.await.unwrap());
-            let mut buf = [0u8; 64];
-            let n = io.read(&mut buf).await.unwrap();
-            io.write_all(&[b"echo:", &buf[..n]].concat()).await.unwrap();
-        });
-        Response::builder()
-            .status(101)
-            .header("connection", "upgrade")
-            .header("upgrade", "websocket")
-            .body(full(""))
-            .unwrap()
-    })
-    .await;
-    let s = Setup::basic(upstream).await;
-    let tls = s.client.tls("app.test", Proto::H1).await.unwrap();
-    let req = Request::get("https://app.test/ws")
-        .header("connection", "Upgrade")
-        .header("upgrade", "websocket")
-        .body(full(""))
-        .unwrap();
-    let res = send_on(tls, Proto::H1, req).await;
-    assert_eq!(res.status(), StatusCode::SWITCHING_PROTOCOLS);
-    let mut io = hyper_util::rt::TokioIo::new(hyper::upgrade::on(res).await.unwrap());
-    io.write_all(b"hello").await.unwrap();
-    let mut buf = vec![0u8; 64];
-    let n = io.read(&mut buf).await.unwrap();
-    assert_eq!(&buf[..n], b"echo:hello");
+    let s = Setup::basic(echo_upgrades().await).await;
+    let mut ws = open_tunnel(&s.client).await;
+    assert!(echoes(&mut ws, b"hello").await);
 }
 
 /// An upstream that accepts any upgrade and echoes the tunnel's bytes until
 /// the gateway closes it.
 async fn echo_upgrades() -> Upstream {
     Upstream::custom(|mut req: Request<hyper::body::Incoming>| async move {
+        assert_eq!(req.headers()["upgrade"], "websocket");
         let on = hyper::upgrade::on(&mut req);
         tokio::spawn(async move {
             let mut io = hyper_util::rt::TokioIo::new(on.await.unwrap());

@@ -43,9 +43,11 @@ pub fn kind(content_type: &[u8]) -> Option<Kind> {
     // Werkzeug strips any Unicode space (read as Latin-1): where any
     // reading names a form, the body is filtered as one.
     let php_essence = ct.split([';', ',', ' ']).next().unwrap_or("");
-    let bare = bare_token(ct.split([';', ',']).next().unwrap_or(""));
+    let media = ct.split([';', ',']).next().unwrap_or("");
     let is = |t: &str| {
-        essence.eq_ignore_ascii_case(t) || php_essence.eq_ignore_ascii_case(t) || bare == t
+        essence.eq_ignore_ascii_case(t)
+            || php_essence.eq_ignore_ascii_case(t)
+            || bare(media).eq(t.bytes())
     };
     if is("application/x-www-form-urlencoded") {
         return Some(Kind::Urlencoded);
@@ -53,9 +55,10 @@ pub fn kind(content_type: &[u8]) -> Option<Kind> {
     if is("multipart/form-data") {
         let boundary = params.find_map(|p| {
             let (k, v) = p.split_once('=')?;
+            let v = v.trim();
             k.trim()
                 .eq_ignore_ascii_case("boundary")
-                .then(|| v.trim().trim_matches('"').to_string())
+                .then(|| (v.trim_matches('"'), v.starts_with('"')))
         });
         // Where another parser could read another boundary (PHP takes the
         // first `boundary` anywhere and ends it at `,` or `;`, Werkzeug
@@ -66,15 +69,20 @@ pub fn kind(content_type: &[u8]) -> Option<Kind> {
         let once = ct
             .split(';')
             .filter(|p| {
-                p.split_once('=')
-                    .is_some_and(|(k, _)| bare_token(k).starts_with("boundary"))
+                p.split_once('=').is_some_and(|(k, _)| {
+                    let mut k = bare(k);
+                    b"boundary".iter().all(|&c| k.next() == Some(c))
+                })
             })
             .count()
             == 1;
-        let agreed = boundary
-            .filter(|b| once && php_boundary(ct) == Some(b.as_str()) && plain_boundary(ct, b));
+        let agreed = boundary.filter(|&(b, quoted)| {
+            once && php_boundary(ct) == Some(b) && plain_boundary(b, quoted)
+        });
         return Some(Kind::Multipart(
-            agreed.filter(|b| !b.is_empty() && b.len() <= 70),
+            agreed
+                .map(|(b, _)| b.to_string())
+                .filter(|b| !b.is_empty() && b.len() <= 70),
         ));
     }
     None
@@ -82,7 +90,7 @@ pub fn kind(content_type: &[u8]) -> Option<Kind> {
 
 /// A parameter name or media type with every byte but the ASCII
 /// token ones dropped, lower-cased: what a lenient parser makes of it.
-fn bare_token(s: &str) -> String {
+fn bare(s: &str) -> impl Iterator<Item = u8> + '_ {
     s.bytes()
         .filter(|b| {
             b.is_ascii_graphic()
@@ -105,16 +113,14 @@ fn bare_token(s: &str) -> String {
                         | b'}'
                 )
         })
-        .map(|b| char::from(b.to_ascii_lowercase()))
-        .collect()
+        .map(|b| b.to_ascii_lowercase())
 }
 
 /// Whether every parser reads the boundary alike: quoted, only RFC 2046's
 /// boundary characters (no space, so no trimming question); unquoted, only
 /// token characters that no parser ends a token at. Browsers' boundaries
 /// (`----WebKitFormBoundary...`, `-----...123`) are both.
-fn plain_boundary(ct: &str, b: &str) -> bool {
-    let quoted = ct.contains(&format!("\"{b}\""));
+fn plain_boundary(b: &str, quoted: bool) -> bool {
     b.bytes().all(|c| {
         c.is_ascii_alphanumeric()
             || matches!(c, b'\'' | b'+' | b'_' | b'-' | b'.')
@@ -735,6 +741,17 @@ mod tests {
         }
     }
 
+    /// A multipart body under boundary `XX`, whole.
+    fn xx(body: &[u8]) -> Result<(Bytes, usize), FormError> {
+        filter_all(Kind::Multipart(Some("XX".into())), &names(), body)
+    }
+
+    /// A body that must pass as it is.
+    fn passes_unchanged(body: &str) {
+        let (out, removed) = xx(body.as_bytes()).unwrap();
+        assert_eq!((String::from_utf8_lossy(&out).as_ref(), removed), (body, 0));
+    }
+
     /// Whether a body either loses every part named like a session ID or
     /// fails: what no parser may then read is the planted value `fix`.
     fn stripped_or_refused(ct: &str, body: &[u8]) -> bool {
@@ -835,47 +852,22 @@ mod tests {
         for junk in ["--XXab\r\n", "--XX \r\n", "--XX\rx\n", "--XX\n"] {
             let body =
                 format!("{junk}Content-Disposition: form-data; name=\"a\"\r\n\r\nv\r\n--XX--\r\n");
-            assert!(
-                matches!(
-                    filter_all(
-                        Kind::Multipart(Some("XX".into())),
-                        &names(),
-                        body.as_bytes()
-                    ),
-                    Err(FormError::Delimiter)
-                ),
-                "{junk:?}"
-            );
+            assert_eq!(xx(body.as_bytes()), Err(FormError::Delimiter), "{junk:?}");
         }
         // A part whose body is empty, closed at once.
-        let body = "--XX\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\n--XX--\r\n";
-        let (out, removed) = filter_all(
-            Kind::Multipart(Some("XX".into())),
-            &names(),
-            body.as_bytes(),
-        )
-        .unwrap();
-        assert_eq!((String::from_utf8_lossy(&out).as_ref(), removed), (body, 0));
+        passes_unchanged("--XX\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\n--XX--\r\n");
     }
 
     #[test]
     fn common_clients_forms_pass() {
         // reqwest: `name*` for a name with a space, and an empty form.
-        let body = "--XX\r\nContent-Disposition: form-data; name*=utf-8''first%20name\r\n\r\nAda\r\n--XX--\r\n";
-        let (out, removed) = filter_all(
-            Kind::Multipart(Some("XX".into())),
-            &names(),
-            body.as_bytes(),
-        )
-        .unwrap();
-        assert_eq!((String::from_utf8_lossy(&out).as_ref(), removed), (body, 0));
-        let (out, removed) = filter_all(Kind::Multipart(Some("XX".into())), &names(), b"").unwrap();
+        passes_unchanged(
+            "--XX\r\nContent-Disposition: form-data; name*=utf-8''first%20name\r\n\r\nAda\r\n--XX--\r\n",
+        );
+        let (out, removed) = xx(b"").unwrap();
         assert_eq!((out.len(), removed), (0, 0));
         // A body that is only a preamble is still cut off.
-        assert_eq!(
-            filter_all(Kind::Multipart(Some("XX".into())), &names(), b"\r\n"),
-            Err(FormError::Truncated)
-        );
+        assert_eq!(xx(b"\r\n"), Err(FormError::Truncated));
     }
 
     #[test]

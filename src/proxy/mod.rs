@@ -527,19 +527,13 @@ async fn form_body(
     if http_body::Body::is_end_stream(&body) {
         return Ok(Either::Left(body));
     }
+    let mut types = headers.get_all(header::CONTENT_TYPE).iter();
+    let content_type = types.next();
     // Two `Content-Type` fields: the app may read the other one.
-    if headers
-        .get_all(header::CONTENT_TYPE)
-        .iter()
-        .nth(1)
-        .is_some()
-    {
+    if types.next().is_some() {
         return Err(ProxyError::BadForm);
     }
-    let Some(kind) = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|ct| form::kind(ct.as_bytes()))
-    else {
+    let Some(kind) = content_type.and_then(|ct| form::kind(ct.as_bytes())) else {
         return Ok(Either::Left(body));
     };
     // A compressed form would be filtered as noise and may be inflated
