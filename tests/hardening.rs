@@ -56,6 +56,8 @@ async fn every_set_cookie_is_hardened_on_its_own() {
                 "lang=en; Expires=Wed, 21 Oct 2065 07:28:00 GMT; Priority=High",
             )
             .header("set-cookie", "evil=1; Domain=evil.test")
+            // A public suffix: browsers refuse it, so it is not made host-only.
+            .header("set-cookie", "tld=1; Domain=.test")
             .header("set-cookie", "gone=; Max-Age=0")
             .body(full("ok"))
             .unwrap()

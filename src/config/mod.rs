@@ -568,12 +568,23 @@ const DEFAULT_MAX_COOKIE_LIFETIME: Duration = Duration::from_secs(30 * 86_400);
 
 /// A list of names (exact, or `PREFIX*`), or the defaults when absent.
 fn names_or(cx: &mut Ctx<'_>, s: &Section<'_, '_>, key: &str, default: &[&str]) -> NameSet {
+    names_or_all(cx, s, key, default, false)
+}
+
+/// As `names_or`; with `all_allowed`, a lone `*` stands for every name.
+fn names_or_all(
+    cx: &mut Ctx<'_>,
+    s: &Section<'_, '_>,
+    key: &str,
+    default: &[&str],
+    all_allowed: bool,
+) -> NameSet {
     match s.strings(cx, key) {
         None => NameSet::new(default),
         Some(list) => {
             let mut set = NameSet::default();
             for (i, (name, span)) in list.into_iter().enumerate() {
-                if valid_name(&name) {
+                if valid_name(&name) || (all_allowed && name == "*") {
                     set.push(&name);
                 } else {
                     cx.problem(
@@ -589,13 +600,17 @@ fn names_or(cx: &mut Ctx<'_>, s: &Section<'_, '_>, key: &str, default: &[&str]) 
 }
 
 /// A cookie or parameter name as an operator writes it: a token, with an
-/// optional trailing `*`.
+/// optional trailing `*`, that an app reads as a name (`+` or `%20` alone
+/// read as nothing, and would match only nameless cookies).
 fn valid_name(name: &str) -> bool {
     let body = name.strip_suffix('*').unwrap_or(name);
     !body.is_empty()
         && body
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'+-.^_`|~".contains(&b))
+        && crate::policy::names::canonical(body.as_bytes())
+            .next()
+            .is_some()
 }
 
 fn read_store(cx: &mut Ctx<'_>, root: &Section<'_, '_>) -> Store {
@@ -910,7 +925,7 @@ fn read_cookies(cx: &mut Ctx<'_>, site: &Section<'_, '_>, session: &Session) -> 
         .duration(cx, "max_lifetime", DEFAULT_MAX_COOKIE_LIFETIME)
         .as_secs();
     let script_readable = names_or(cx, &s, "script_readable", &[]);
-    let forward = names_or(cx, &s, "forward", &[]);
+    let forward = names_or_all(cx, &s, "forward", &[], true);
     let mut allow_domains = Vec::new();
     for (i, (d, span)) in s
         .strings(cx, "allow_domains")
@@ -919,6 +934,11 @@ fn read_cookies(cx: &mut Ctx<'_>, site: &Section<'_, '_>, session: &Session) -> 
         .enumerate()
     {
         match normalize_host(d.strip_prefix('.').unwrap_or(&d)) {
+            Some(d) if crate::policy::set_cookie::is_public_suffix(d.as_bytes()) => cx.problem(
+                format!("{}[{i}]", s.key_path("allow_domains")),
+                Some(span),
+                format!("`{d}` is a public suffix: browsers refuse it as a cookie Domain"),
+            ),
             Some(d) => allow_domains.push(d),
             None => cx.problem(
                 format!("{}[{i}]", s.key_path("allow_domains")),
@@ -1447,6 +1467,32 @@ max_request_body = "lots"
             p[0].message
                 .contains("expected true or false, found string")
         );
+    }
+
+    #[test]
+    fn cookie_names_must_read_as_names() {
+        // `*` alone forwards every name (vaulted ones are still never
+        // forwarded), in `forward` only.
+        let c = Config::parse(&format!("{MINIMAL}[site.cookies]\nforward = [\"*\"]\n")).unwrap();
+        let fwd = &c.sites[0].cookies.forward;
+        assert!(fwd.admits(b"anything") && fwd.admits(b"z"));
+        let src = format!(
+            "{MINIMAL}[site.cookies]\nscript_readable = [\"*\"]\nforward = [\"+\", \"%20*\", \"ok\"]\nallow_domains = [\"org\", \".co.uk\", \"example.org\"]\n"
+        );
+        let p = problems(&src);
+        let paths: Vec<&str> = p.iter().map(|p| p.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "site[0].cookies.script_readable[0]",
+                "site[0].cookies.forward[0]",
+                "site[0].cookies.forward[1]",
+                "site[0].cookies.allow_domains[0]",
+                "site[0].cookies.allow_domains[1]",
+            ],
+            "{p:?}"
+        );
+        assert!(p[3].message.contains("public suffix"), "{}", p[3].message);
     }
 
     #[test]

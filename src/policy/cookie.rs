@@ -113,7 +113,10 @@ impl CookieRules {
     /// The name the app will see for a piece, or `None` if it is not
     /// forwarded.
     fn app_name<'a>(&self, name: &'a [u8]) -> Option<&'a [u8]> {
-        if self.is_gateway(name) {
+        // A nameless cookie (`Cookie: abc`, from `Set-Cookie: abc`) is
+        // never forwarded: PHP reads its value as a name (`abc` is
+        // `$_COOKIE['abc']`), which the vetter would not have vetted.
+        if name.is_empty() || self.is_gateway(name) {
             return None;
         }
         if let Some(bare) = strip_host_prefix(name)
@@ -314,6 +317,28 @@ mod tests {
             v.tossed.iter().map(|t| s(t)).collect(),
             v.dropped,
         )
+    }
+
+    #[test]
+    fn forwarding_every_name_keeps_the_vetting() {
+        // `forward = ["*"]`: what is vaulted, the gateway's own cookie, a
+        // nameless cookie, a tossed name and a smuggled one still stay out.
+        let rules = CookieRules {
+            forward: NameSet::new(["*"]),
+            host_prefixed: vec![],
+            gateway: Some("__Host-sg".into()),
+            watch: NameSet::new(["PHPSESSID"]),
+        };
+        let h: &[u8] = b"a=1; PHPSESSID=x; phpsessid=y; __Host-sg=t; PHPSESSID; =v; \
+            b=2; b=3; c=4, d=5; e=f=g; PHP.SESSID=z";
+        let v = rules.vet(&[h]);
+        assert_eq!(
+            String::from_utf8_lossy(&v.header),
+            "a=1; e=f=g; PHP.SESSID=z"
+        );
+        assert_eq!(v.gateway_values, [&b"t"[..]]);
+        assert_eq!(v.tossed, [&b"b"[..]]);
+        assert_eq!(v.watched, 2);
     }
 
     #[test]

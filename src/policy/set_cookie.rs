@@ -257,6 +257,26 @@ fn max_age(v: &[u8]) -> Option<i64> {
     Some(if neg { -n } else { n })
 }
 
+/// Whether a browser on `host` keeps a cookie with this `Domain` value
+/// (RFC 6265bis §5.7): the host must domain-match it (§5.1.3), and it must
+/// not be a public suffix unless it is the host itself (the cookie is then
+/// host-only). `Domain=.org` from `home.example.org` is refused, as browsers
+/// refuse it; removing the attribute would have planted a host-only cookie
+/// the browser never stores.
+fn domain_accepted(host: &str, domain: &[u8]) -> bool {
+    let domain = domain.strip_prefix(b".").unwrap_or(domain);
+    host.as_bytes().eq_ignore_ascii_case(domain)
+        || (domain_matches(host, domain) && !is_public_suffix(domain))
+}
+
+/// Whether `domain` (no leading dot) is a public suffix (`org`, `co.uk`,
+/// `github.io`) on the Public Suffix List, or a single label that no rule
+/// covers (`localhost`: the list's default rule).
+pub fn is_public_suffix(domain: &[u8]) -> bool {
+    let lower = domain.to_ascii_lowercase();
+    psl::suffix(&lower).is_some_and(|s| s.as_bytes().len() == lower.len())
+}
+
 /// Whether `host` is covered by a `Domain` value (§5.1.3 domain-match).
 fn domain_matches(host: &str, domain: &[u8]) -> bool {
     let domain = domain.strip_prefix(b".").unwrap_or(domain);
@@ -314,7 +334,7 @@ pub fn harden(line: &[u8], policy: &CookiePolicy, host: &str, now: i64) -> Outco
         return Outcome::Dropped(Refused::Insecure);
     }
     if let Some(d) = s.domain
-        && !domain_matches(host, d)
+        && !domain_accepted(host, d)
     {
         return Outcome::Dropped(Refused::Domain);
     }
@@ -667,6 +687,56 @@ mod tests {
         for (input, want) in cases {
             assert_eq!(run(input), *want, "input: {input}");
         }
+    }
+
+    #[test]
+    fn a_public_suffix_domain_stays_refused() {
+        // Browsers refuse a Domain that is a public suffix unless it is the
+        // host itself (RFC 6265bis §5.7); removing it would plant a
+        // host-only cookie instead (http-state DOMAIN0017).
+        let cases: &[(&str, &str, bool)] = &[
+            ("home.example.org", "a=b; Domain=.org", false),
+            ("home.example.org", "a=b; domain=ORG", false),
+            ("home.example.org", "a=b; Domain=org.", false),
+            ("home.example.org", "a=b; Domain=example.org", true),
+            ("home.example.org", "a=b; Domain=.Home.Example.Org", true),
+            ("www.example.co.uk", "a=b; Domain=co.uk", false),
+            ("www.example.co.uk", "a=b; Domain=example.co.uk", true),
+            // Private-section suffixes too, as in Chromium.
+            ("app.github.io", "a=b; Domain=github.io", false),
+            ("app.github.io", "a=b; Domain=app.github.io", true),
+            // A label no rule covers is a suffix by the default rule.
+            ("a.localhost", "a=b; Domain=localhost", false),
+            ("localhost", "a=b; Domain=localhost", true),
+            // The host itself, even when it is a suffix: host-only.
+            ("co.uk", "a=b; Domain=co.uk", true),
+            // The last Domain decides.
+            (
+                "home.example.org",
+                "a=b; Domain=example.org; Domain=org",
+                false,
+            ),
+            (
+                "home.example.org",
+                "a=b; Domain=org; Domain=example.org",
+                true,
+            ),
+        ];
+        let mut p = policy();
+        p.allow_domains = vec!["org".into(), "example.org".into()];
+        for &(host, line, kept) in cases {
+            let out = harden(line.as_bytes(), &p, host, NOW);
+            assert_eq!(
+                !matches!(out, Outcome::Dropped(_)),
+                kept,
+                "{host}: {line}: {out:?}"
+            );
+            if !kept {
+                assert_eq!(out, Outcome::Dropped(Refused::Domain), "{host}: {line}");
+            }
+        }
+        assert!(is_public_suffix(b"Org") && is_public_suffix(b"s3.amazonaws.com"));
+        assert!(!is_public_suffix(b"example.org") && !is_public_suffix(b""));
     }
 
     #[test]
