@@ -69,6 +69,7 @@ fn harden_lines(c: &mut Criterion) {
         same_site: SameSite::Lax,
         max_lifetime: Some(86_400),
         script_readable: NameSet::new(["XSRF-TOKEN"]),
+        session_cookies: NameSet::default(),
         allow_domains: Vec::new(),
         overrides: vec![Override {
             name: "pref".into(),

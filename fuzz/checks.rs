@@ -25,6 +25,7 @@ fn cookie_policy(same_site: SameSite) -> CookiePolicy {
         same_site,
         max_lifetime: Some(86_400),
         script_readable: NameSet::new(["XSRF-TOKEN"]),
+        session_cookies: NameSet::default(),
         allow_domains: vec!["shared.test".into()],
         overrides: vec![
             Override {

@@ -119,6 +119,7 @@ fn hardened_set_cookie_is_not_copied() {
         same_site: SameSite::Lax,
         max_lifetime: Some(86_400),
         script_readable: NameSet::new(["XSRF-TOKEN"]),
+        session_cookies: NameSet::default(),
         allow_domains: vec!["app.test".into()],
         overrides: Vec::new(),
     };

@@ -75,6 +75,7 @@ fn host_prefixing_never_makes_a_cookie_browsers_refuse() {
         same_site: SameSite::Lax,
         max_lifetime: Some(86_400),
         script_readable: NameSet::default(),
+        session_cookies: NameSet::default(),
         allow_domains: Vec::new(),
         overrides: vec![Override {
             name: "pref".into(),

@@ -23,6 +23,7 @@ fn cookie_policy(same_site: SameSite) -> CookiePolicy {
         same_site,
         max_lifetime: Some(CAP as u64),
         script_readable: NameSet::new(["XSRF-TOKEN"]),
+        session_cookies: NameSet::default(),
         allow_domains: vec!["shared.test".into()],
         overrides: vec![
             Override {

@@ -924,7 +924,7 @@ fn read_cookies(cx: &mut Ctx<'_>, site: &Section<'_, '_>, session: &Session) -> 
     let max_lifetime = s
         .duration(cx, "max_lifetime", DEFAULT_MAX_COOKIE_LIFETIME)
         .as_secs();
-    let script_readable = names_or(cx, &s, "script_readable", &[]);
+    let script_readable = names_or_all(cx, &s, "script_readable", &[], true);
     let forward = names_or_all(cx, &s, "forward", &[], true);
     let mut allow_domains = Vec::new();
     for (i, (d, span)) in s
@@ -1023,6 +1023,7 @@ fn read_cookies(cx: &mut Ctx<'_>, site: &Section<'_, '_>, session: &Session) -> 
             same_site: site_same_site,
             max_lifetime: Some(max_lifetime),
             script_readable,
+            session_cookies: session.cookies.clone(),
             allow_domains,
             overrides,
         },
@@ -1471,13 +1472,22 @@ max_request_body = "lots"
 
     #[test]
     fn cookie_names_must_read_as_names() {
-        // `*` alone forwards every name (vaulted ones are still never
-        // forwarded), in `forward` only.
+        // `*` alone is every name (vaulted ones are still never forwarded,
+        // session cookies never script-readable).
         let c = Config::parse(&format!("{MINIMAL}[site.cookies]\nforward = [\"*\"]\n")).unwrap();
         let fwd = &c.sites[0].cookies.forward;
         assert!(fwd.admits(b"anything") && fwd.admits(b"z"));
+        let c = Config::parse(&format!(
+            "{MINIMAL}session.mode = \"harden\"\n[site.cookies]\nscript_readable = [\"*\"]\n"
+        ))
+        .unwrap();
+        let p = &c.sites[0].cookies.set_cookie;
+        assert!(p.script_readable.admits(b"theme"));
+        assert!(
+            p.session_cookies.matches(b"PHPSESSID") && p.session_cookies.matches(b"JSESSIONID")
+        );
         let src = format!(
-            "{MINIMAL}[site.cookies]\nscript_readable = [\"*\"]\nforward = [\"+\", \"%20*\", \"ok\"]\nallow_domains = [\"org\", \".co.uk\", \"example.org\"]\n"
+            "{MINIMAL}[site.cookies]\nscript_readable = [\"\"]\nforward = [\"+\", \"%20*\", \"ok\"]\nallow_domains = [\"org\", \".co.uk\", \"example.org\"]\n"
         );
         let p = problems(&src);
         let paths: Vec<&str> = p.iter().map(|p| p.path.as_str()).collect();

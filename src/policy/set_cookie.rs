@@ -45,6 +45,9 @@ pub struct CookiePolicy {
     /// Longest lifetime a persistent cookie may keep, in seconds.
     pub max_lifetime: Option<u64>,
     pub script_readable: NameSet,
+    /// The app's session cookie names: always `HttpOnly`, whatever
+    /// `script_readable` says (`script_readable = ["*"]` in harden mode).
+    pub session_cookies: NameSet,
     /// Domains (lower-case, no leading dot) a `Domain` attribute may keep.
     pub allow_domains: Vec<String>,
     pub overrides: Vec<Override>,
@@ -356,7 +359,8 @@ pub fn harden(line: &[u8], policy: &CookiePolicy, host: &str, now: i64) -> Outco
     });
     let fix_path = host_prefix && s.path != Some(b"/");
     let add_secure = !s.secure;
-    let add_http_only = !s.http_only && !policy.script_readable.admits(p.name);
+    let add_http_only = !s.http_only
+        && (policy.session_cookies.matches(p.name) || !policy.script_readable.admits(p.name));
     let want_same_site = match ov.and_then(|o| o.same_site) {
         Some(forced) => {
             (s.same_site != Some(Some(forced)) || s.same_site_attrs > 1).then_some(forced)
@@ -493,6 +497,7 @@ mod tests {
             same_site: SameSite::Lax,
             max_lifetime: Some(86_400),
             script_readable: NameSet::new(["XSRF-TOKEN"]),
+            session_cookies: NameSet::new(["PHPSESSID"]),
             allow_domains: vec!["shared.test".into()],
             overrides: vec![
                 Override {
@@ -686,6 +691,24 @@ mod tests {
         ];
         for (input, want) in cases {
             assert_eq!(run(input), *want, "input: {input}");
+        }
+    }
+
+    #[test]
+    fn a_session_cookie_is_never_script_readable() {
+        let mut p = policy();
+        p.script_readable = NameSet::new(["*"]);
+        let out = |line: &str| match harden(line.as_bytes(), &p, "app.shared.test", NOW) {
+            Outcome::Rewritten(v) => String::from_utf8(v).unwrap(),
+            other => panic!("{line}: {other:?}"),
+        };
+        assert_eq!(out("theme=dark"), "theme=dark; Secure; SameSite=Lax");
+        for name in ["PHPSESSID", "phpsessid", "PHPSESSID[x]", "PHPSESS%49D"] {
+            let line = format!("{name}=abc");
+            assert_eq!(
+                out(&line),
+                format!("{line}; Secure; HttpOnly; SameSite=Lax")
+            );
         }
     }
 
