@@ -280,9 +280,9 @@ pub fn is_public_suffix(domain: &[u8]) -> bool {
     psl::suffix(&lower).is_some_and(|s| s.as_bytes().len() == lower.len())
 }
 
-/// Whether `host` is covered by a `Domain` value (§5.1.3 domain-match).
+/// Whether `host` is covered by a `Domain` value whose one leading dot is
+/// already gone (§5.1.3 domain-match).
 fn domain_matches(host: &str, domain: &[u8]) -> bool {
-    let domain = domain.strip_prefix(b".").unwrap_or(domain);
     let host = host.as_bytes();
     if host.eq_ignore_ascii_case(domain) {
         return true;
@@ -723,6 +723,9 @@ mod tests {
             ("home.example.org", "a=b; Domain=org.", false),
             ("home.example.org", "a=b; Domain=example.org", true),
             ("home.example.org", "a=b; Domain=.Home.Example.Org", true),
+            // One leading dot is ignored, not two (DOMAIN0010).
+            ("home.example.org", "a=b; Domain=..home.example.org", false),
+            ("home.example.org", "a=b; Domain=..example.org", false),
             ("www.example.co.uk", "a=b; Domain=co.uk", false),
             ("www.example.co.uk", "a=b; Domain=example.co.uk", true),
             // Private-section suffixes too, as in Chromium.
