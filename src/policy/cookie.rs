@@ -83,10 +83,17 @@ fn strip_host_prefix(name: &[u8]) -> Option<&[u8]> {
 }
 
 /// A value that holds a second `name=value` after a comma: parsers that
-/// still split cookies on commas (RFC 2109, Tomcat's legacy processor) would
-/// read a cookie the vetter never saw. Commas are not cookie-octets
-/// (RFC 6265 §4.1.1), so such a value is dropped.
+/// still split cookies on commas (RFC 2109, Tomcat's legacy processor,
+/// Python's `SimpleCookie`) would read a cookie the vetter never saw.
+/// Commas are not cookie-octets (RFC 6265 §4.1.1), so such a value is
+/// dropped. Those parsers all read a quoted string as one value, so a value
+/// that is one plain quoted string (no inner quote or backslash) passes.
 fn smuggles_a_cookie(value: &[u8]) -> bool {
+    if let [b'"', inner @ .., b'"'] = value
+        && !inner.iter().any(|&b| b == b'"' || b == b'\\')
+    {
+        return false;
+    }
     value
         .split(|&b| b == b',')
         .skip(1)
@@ -406,8 +413,14 @@ mod tests {
                 &[],
                 &[],
             ),
-            // Quoted values and odd bytes pass unchanged.
+            // Quoted values and odd bytes pass unchanged; a comma inside one
+            // plain quoted string hides nothing from quote-aware splitters,
+            // but an inner quote or backslash could end the string early.
             (&["lang=\"en us\""], "lang=\"en us\"", &[], &[]),
+            (&["lang=\"en, x=y\""], "lang=\"en, x=y\"", &[], &[]),
+            (&["lang=\"en\", x=\"y\""], "", &[], &[]),
+            (&["lang=\"en\\\", x=y\""], "", &[], &[]),
+            (&["lang=\"en, x=y"], "", &[], &[]),
         ];
         for (headers, want, gw, tossed) in cases {
             let (h, g, t, _) = vet(headers);
