@@ -254,9 +254,9 @@ async fn an_abandoned_download_closes_its_upstream_connection() {
     }
 }
 
-#[tokio::test]
-async fn an_upstream_that_closes_after_each_response_loses_no_request() {
-    // Like PHP's built-in server: one request per connection, then close.
+/// An upstream that answers every request with `response`, as bytes on the
+/// wire, and closes the connection.
+async fn raw_upstream(response: &'static [u8]) -> Upstream {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
@@ -273,20 +273,24 @@ async fn an_upstream_that_closes_after_each_response_loses_no_request() {
                         Ok(n) => seen.extend_from_slice(&buf[..n]),
                     }
                 }
-                let _ = conn
-                    .write_all(
-                        b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok",
-                    )
-                    .await;
+                let _ = conn.write_all(response).await;
                 let _ = conn.shutdown().await;
             });
         }
     });
-    let s = Setup::basic(Upstream {
+    Upstream {
         addr,
         seen: Arc::default(),
         connections: Arc::default(),
-    })
+    }
+}
+
+#[tokio::test]
+async fn an_upstream_that_closes_after_each_response_loses_no_request() {
+    // Like PHP's built-in server: one request per connection, then close.
+    let s = Setup::basic(
+        raw_upstream(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok").await,
+    )
     .await;
     for i in 0..10 {
         let r = s.client.get(&format!("https://app.test/{i}")).await;
@@ -571,6 +575,54 @@ async fn tls_upstream(
         }
     });
     addr
+}
+
+#[tokio::test]
+async fn a_malformed_header_line_is_skipped_not_the_page() {
+    // Browsers keep a response whose header has a control byte or a bare
+    // LF and refuse only that header (WPT value-ctl, name-ctl): the gateway
+    // does the same instead of answering 502. The cookies a browser keeps
+    // are hardened; the one it refuses stays refused.
+    let s = Setup::new(
+        raw_upstream(
+            b"HTTP/1.1 200 OK\r\n\
+              Set-Cookie: bad=1\x01\r\n\
+              Set-Cookie: good=1\r\n\
+              X-Note: a\x7fb\r\n\
+              Set-Cookie: lf=13\nZYX\r\n\
+              Content-Length: 2\r\nConnection: close\r\n\r\nok",
+        )
+        .await,
+        "",
+        "session.mode = \"harden\"",
+    )
+    .await;
+    for proto in [Proto::H1, Proto::H2] {
+        let r = s.client.send(proto, get("https://app.test/")).await;
+        assert_eq!(
+            (r.status, &r.body[..]),
+            (StatusCode::OK, &b"ok"[..]),
+            "{proto:?}"
+        );
+        assert_eq!(
+            r.set_cookies(),
+            [
+                "good=1; Secure; HttpOnly; SameSite=Lax",
+                "lf=13; Secure; HttpOnly; SameSite=Lax"
+            ],
+            "{proto:?}"
+        );
+        assert_eq!(r.header("x-note"), None);
+    }
+    // A bare CR or a NUL in the head still fails the response, with 502.
+    for head in [
+        &b"HTTP/1.1 200 OK\r\nSet-Cookie: a=1\rb\r\nContent-Length: 0\r\n\r\n"[..],
+        &b"HTTP/1.1 200 OK\r\nX-Note: a\x00b\r\nContent-Length: 0\r\n\r\n"[..],
+    ] {
+        let s = Setup::basic(raw_upstream(head).await).await;
+        let r = s.client.get("https://app.test/").await;
+        assert_eq!(r.status, StatusCode::BAD_GATEWAY);
+    }
 }
 
 // 3. The redirect listener and HSTS.

@@ -107,6 +107,15 @@ struct Attr<'a> {
     value: &'a [u8],
 }
 
+impl Attr<'_> {
+    /// A tab inside the name or the value (not around them): Chromium
+    /// refuses the whole line for it, RFC 6265bis does not. Hardening never
+    /// removes such a piece (see `harden`).
+    fn has_inner_tab(&self) -> bool {
+        self.name.contains(&b'\t') || self.value.contains(&b'\t')
+    }
+}
+
 /// Splits the name-value pair; `None` where a browser ignores the line.
 pub fn parse(line: &[u8]) -> Option<Parsed<'_>> {
     // One pass: the first `;` ends the name-value pair, the first `=` before
@@ -180,7 +189,9 @@ impl<'a> Parsed<'a> {
             } else if n.eq_ignore_ascii_case(b"httponly") {
                 s.http_only = true;
             } else if n.eq_ignore_ascii_case(b"samesite") {
-                s.same_site_attrs += 1;
+                // Counted for the rewrite that leaves one; a piece it may
+                // not remove does not count.
+                s.same_site_attrs += usize::from(!a.has_inner_tab());
                 s.same_site = Some(if a.value.eq_ignore_ascii_case(b"strict") {
                     Some(SameSite::Strict)
                 } else if a.value.eq_ignore_ascii_case(b"lax") {
@@ -403,14 +414,22 @@ pub fn harden(line: &[u8], policy: &CookiePolicy, host: &str, now: i64) -> Outco
     }
     for a in p.attrs() {
         let n = a.name;
+        // A piece with a tab inside its name or value stays: Chromium
+        // refuses the whole line for it (RFC 6265bis does not), and
+        // removing it would let in a cookie Chromium refuses. What is
+        // appended below comes later, and the last occurrence wins; a kept
+        // Domain would instead be the last one left, so that cookie goes.
+        let interior_tab = a.has_inner_tab();
         let remove = (drop_domain && n.eq_ignore_ascii_case(b"domain"))
             || (fix_path && n.eq_ignore_ascii_case(b"path"))
             || (want_same_site.is_some() && n.eq_ignore_ascii_case(b"samesite"))
             || (drop_max_age && n.eq_ignore_ascii_case(b"max-age"));
-        if !remove {
+        if remove && interior_tab && n.eq_ignore_ascii_case(b"domain") {
+            return Outcome::Dropped(Refused::Invalid);
+        }
+        if !remove || interior_tab {
             out.extend_from_slice(a.piece);
         }
-        let _ = a.value;
     }
     if fix_path {
         out.extend_from_slice(b"; Path=/");
@@ -709,6 +728,34 @@ mod tests {
                 out(&line),
                 format!("{line}; Secure; HttpOnly; SameSite=Lax")
             );
+        }
+    }
+
+    #[test]
+    fn a_piece_chromium_refuses_for_its_tab_is_not_removed() {
+        // Chromium refuses a line with a tab inside any token; removing the
+        // piece would let the cookie in (WPT attributes-ctl %x9).
+        let cases = [
+            (
+                "a=b; SameSite=No\tne; SameSite=None; Secure",
+                "a=b; SameSite=No\tne; Secure; HttpOnly; SameSite=Lax",
+            ),
+            (
+                "a=b; Max-Age=10\t00; Max-Age=99999999",
+                "a=b; Max-Age=10\t00; Secure; HttpOnly; SameSite=Lax; Max-Age=86400",
+            ),
+            (
+                "a=b; Domain=test\t.co; Domain=app.shared.test",
+                "DROPPED invalid",
+            ),
+            // Tabs around a token are whitespace to everyone.
+            (
+                "a=b; Domain=\tapp.shared.test\t",
+                "a=b; Secure; HttpOnly; SameSite=Lax",
+            ),
+        ];
+        for (input, want) in cases {
+            assert_eq!(run(input), want, "input: {input:?}");
         }
     }
 

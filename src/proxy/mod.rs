@@ -600,7 +600,9 @@ fn classify(e: upstream::UpstreamError) -> ProxyError {
     }
     match e {
         upstream::UpstreamError::Connect(_) => ProxyError::UpstreamConnect(e.into()),
-        upstream::UpstreamError::Http(_) => ProxyError::Upstream(e.into()),
+        upstream::UpstreamError::Http(_) | upstream::UpstreamError::Malformed(_) => {
+            ProxyError::Upstream(e.into())
+        }
     }
 }
 

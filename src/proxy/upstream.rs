@@ -37,6 +37,18 @@ pub enum UpstreamError {
     Connect(#[source] io::Error),
     #[error("upstream connection failed")]
     Http(#[source] hyper::Error),
+    #[error("upstream sent a malformed response")]
+    Malformed(#[source] hyper::Error),
+}
+
+impl UpstreamError {
+    fn http(e: hyper::Error) -> UpstreamError {
+        if e.is_parse() || e.is_parse_status() || e.is_parse_too_large() {
+            UpstreamError::Malformed(e)
+        } else {
+            UpstreamError::Http(e)
+        }
+    }
 }
 
 /// One site's upstream: where it is, how to reach it, its idle connections.
@@ -140,7 +152,7 @@ impl Pool {
                         req = unsent;
                         fresh = true;
                     }
-                    _ => return Err(UpstreamError::Http(e.into_error())),
+                    _ => return Err(UpstreamError::http(e.into_error())),
                 },
             }
         }
@@ -253,7 +265,15 @@ async fn handshake<T>(io: T) -> Result<SendRequest<UpstreamBody>, UpstreamError>
 where
     T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
 {
+    // A header line a browser would skip (a control byte in it, no colon)
+    // is skipped, not turned into a 502 for the whole page: browsers keep
+    // the response and refuse only that header (a `Set-Cookie` with a CTL
+    // is refused by browsers and by `policy::set_cookie` alike). A bare CR
+    // or NUL in the head still fails the response. Dropping a broken
+    // `Content-Length` or `Transfer-Encoding` line leaves the body
+    // delimited by the connection's close, which is then not reused.
     let (tx, conn) = http1::Builder::new()
+        .ignore_invalid_headers_in_responses(true)
         .handshake(TokioIo::new(io))
         .await
         .map_err(UpstreamError::Http)?;
