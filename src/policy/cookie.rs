@@ -62,8 +62,9 @@ fn pieces<'a, I: Iterator<Item = &'a [u8]>>(headers: I) -> impl Iterator<Item = 
             }
             Some(match raw.iter().position(|&b| b == b'=') {
                 // The name keeps any spaces before the `=`: PHP reads
-                // `lang =x` as `lang_` (checked against PHP 8.2), and the
-                // piece is forwarded as sent.
+                // `lang =x` as `lang_` (checked against PHP 8.2). Such a
+                // piece still counts for duplicates, and is not forwarded
+                // (`smuggles_a_cookie`).
                 Some(eq) => Piece {
                     raw,
                     name: &raw[..eq],
@@ -82,22 +83,17 @@ fn strip_host_prefix(name: &[u8]) -> Option<&[u8]> {
     (name.len() > 7 && name[..7].eq_ignore_ascii_case(b"__Host-")).then(|| &name[7..])
 }
 
-/// A value that holds a second `name=value` after a comma: parsers that
-/// still split cookies on commas (RFC 2109, Tomcat's legacy processor,
-/// Python's `SimpleCookie`) would read a cookie the vetter never saw.
-/// Commas are not cookie-octets (RFC 6265 §4.1.1), so such a value is
-/// dropped. Those parsers all read a quoted string as one value, so a value
-/// that is one plain quoted string (no inner quote or backslash) passes.
-fn smuggles_a_cookie(value: &[u8]) -> bool {
-    if let [b'"', inner @ .., b'"'] = value
-        && !inner.iter().any(|&b| b == b'"' || b == b'\\')
-    {
-        return false;
-    }
-    value
-        .split(|&b| b == b',')
-        .skip(1)
-        .any(|part| part.contains(&b'='))
+/// A piece that holds a second `name=value` after a comma or whitespace:
+/// parsers that still split cookies on commas (RFC 2109, Tomcat's legacy
+/// processor) or on whitespace (Python's `SimpleCookie`: `c=x PHPSESSID=y`
+/// is two cookies to it) would read a cookie the vetter never saw. Neither
+/// is a cookie-octet (RFC 6265 §4.1.1), so such a piece is dropped, in its
+/// name as in its value, quoted or not: the legacy processor carries quote
+/// state across `;`, so one piece's quotes say nothing about the next.
+fn smuggles_a_cookie(raw: &[u8]) -> bool {
+    let split = raw.iter().position(|&b| matches!(b, b',' | b' ' | b'\t'));
+    let last_eq = raw.iter().rposition(|&b| b == b'=');
+    matches!((split, last_eq), (Some(s), Some(e)) if s < e)
 }
 
 /// Requests rarely carry more cookies than this; up to it, duplicates are
@@ -145,7 +141,7 @@ impl CookieRules {
             return Class::Gateway;
         }
         match self.app_name(p.name) {
-            Some(_) if smuggles_a_cookie(p.value) => Class::Dropped,
+            Some(_) if smuggles_a_cookie(p.raw) => Class::Dropped,
             Some(name) => Class::Forward(name),
             None => Class::Dropped,
         }
@@ -413,14 +409,25 @@ mod tests {
                 &[],
                 &[],
             ),
-            // Quoted values and odd bytes pass unchanged; a comma inside one
-            // plain quoted string hides nothing from quote-aware splitters,
-            // but an inner quote or backslash could end the string early.
+            // Quoted values and odd bytes pass unchanged, but quotes do not
+            // hide a comma or a space before a second `=`: Tomcat's legacy
+            // processor carries quote state across `;`, so
+            // `a="x; c=", JSESSIONID=evil` is JSESSIONID to it.
             (&["lang=\"en us\""], "lang=\"en us\"", &[], &[]),
-            (&["lang=\"en, x=y\""], "lang=\"en, x=y\"", &[], &[]),
-            (&["lang=\"en\", x=\"y\""], "", &[], &[]),
-            (&["lang=\"en\\\", x=y\""], "", &[], &[]),
-            (&["lang=\"en, x=y"], "", &[], &[]),
+            (&["lang=\"en, x=y\""], "", &[], &[]),
+            (
+                &["lang=\"x; PHPSESSID=\", JSESSIONID=evil, d=\""],
+                "lang=\"x",
+                &[],
+                &[],
+            ),
+            // Python's SimpleCookie splits on whitespace.
+            (&["lang=x PHPSESSID=evil; pref=1"], "", &[], &[]),
+            (&["lang=x\tPHPSESSID=evil"], "", &[], &[]),
+            // A name with a comma or a space before its `=` is not sent on.
+            (&["lang, PHPSESSID=evil"], "", &[], &[]),
+            (&["lang =en"], "", &[], &[]),
+            (&["lang=a=b"], "lang=a=b", &[], &[]),
         ];
         for (headers, want, gw, tossed) in cases {
             let (h, g, t, _) = vet(headers);

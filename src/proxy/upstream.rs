@@ -265,15 +265,14 @@ async fn handshake<T>(io: T) -> Result<SendRequest<UpstreamBody>, UpstreamError>
 where
     T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
 {
-    // A header line a browser would skip (a control byte in it, no colon)
-    // is skipped, not turned into a 502 for the whole page: browsers keep
-    // the response and refuse only that header (a `Set-Cookie` with a CTL
-    // is refused by browsers and by `policy::set_cookie` alike). A bare CR
-    // or NUL in the head still fails the response. Dropping a broken
-    // `Content-Length` or `Transfer-Encoding` line leaves the body
-    // delimited by the connection's close, which is then not reused.
+    // Strict: a malformed header line fails the response (502) rather
+    // than being skipped as browsers skip it. Skipping would let a broken
+    // framing line (`Transfer-Encoding: chunked<VT>` beside a valid
+    // `Content-Length`) leave the rest of a body on a pooled keep-alive
+    // connection, to be read as the next client's response; hyper's
+    // client keeps such a connection alive, and which lines it skipped is
+    // not visible from here.
     let (tx, conn) = http1::Builder::new()
-        .ignore_invalid_headers_in_responses(true)
         .handshake(TokioIo::new(io))
         .await
         .map_err(UpstreamError::Http)?;
