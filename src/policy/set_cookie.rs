@@ -279,15 +279,20 @@ fn max_age(v: &[u8]) -> Option<i64> {
 /// the browser never stores.
 fn domain_accepted(host: &str, domain: &[u8]) -> bool {
     let domain = domain.strip_prefix(b".").unwrap_or(domain);
-    host.as_bytes().eq_ignore_ascii_case(domain)
-        || (domain_matches(host, domain) && !is_public_suffix(domain))
+    domain_matches(host, domain)
+        && (host.as_bytes().eq_ignore_ascii_case(domain) || !is_public_suffix(domain))
 }
 
 /// Whether `domain` (no leading dot) is a public suffix (`org`, `co.uk`,
 /// `github.io`) on the Public Suffix List, or a single label that no rule
 /// covers (`localhost`: the list's default rule).
 pub fn is_public_suffix(domain: &[u8]) -> bool {
-    let lower = domain.to_ascii_lowercase();
+    // The list is lower case; most Domain values already are.
+    let lower = if domain.iter().any(u8::is_ascii_uppercase) {
+        std::borrow::Cow::Owned(domain.to_ascii_lowercase())
+    } else {
+        std::borrow::Cow::Borrowed(domain)
+    };
     psl::suffix(&lower).is_some_and(|s| s.as_bytes().len() == lower.len())
 }
 
@@ -368,10 +373,20 @@ pub fn harden(line: &[u8], policy: &CookiePolicy, host: &str, now: i64) -> Outco
                 .any(|a| a.as_bytes().eq_ignore_ascii_case(d))
         }
     });
+    // Chromium refuses a whole line for a tab inside any piece (RFC
+    // 6265bis does not), so hardening never removes such a piece: that
+    // would let in a cookie Chromium refuses. A kept Domain would be the
+    // last one left instead of going, so that cookie goes.
+    if drop_domain
+        && p.attrs()
+            .any(|a| a.name.eq_ignore_ascii_case(b"domain") && a.has_inner_tab())
+    {
+        return Outcome::Dropped(Refused::Invalid);
+    }
     let fix_path = host_prefix && s.path != Some(b"/");
     let add_secure = !s.secure;
     let add_http_only = !s.http_only
-        && (policy.session_cookies.matches(p.name) || !policy.script_readable.admits(p.name));
+        && (!policy.script_readable.admits(p.name) || policy.session_cookies.matches(p.name));
     let want_same_site = match ov.and_then(|o| o.same_site) {
         Some(forced) => {
             (s.same_site != Some(Some(forced)) || s.same_site_attrs > 1).then_some(forced)
@@ -414,20 +429,13 @@ pub fn harden(line: &[u8], policy: &CookiePolicy, host: &str, now: i64) -> Outco
     }
     for a in p.attrs() {
         let n = a.name;
-        // A piece with a tab inside its name or value stays: Chromium
-        // refuses the whole line for it (RFC 6265bis does not), and
-        // removing it would let in a cookie Chromium refuses. What is
-        // appended below comes later, and the last occurrence wins; a kept
-        // Domain would instead be the last one left, so that cookie goes.
-        let interior_tab = a.has_inner_tab();
+        // A piece with a tab inside its name or value stays (see above);
+        // what is appended below comes later, and the last one wins.
         let remove = (drop_domain && n.eq_ignore_ascii_case(b"domain"))
             || (fix_path && n.eq_ignore_ascii_case(b"path"))
             || (want_same_site.is_some() && n.eq_ignore_ascii_case(b"samesite"))
             || (drop_max_age && n.eq_ignore_ascii_case(b"max-age"));
-        if remove && interior_tab && n.eq_ignore_ascii_case(b"domain") {
-            return Outcome::Dropped(Refused::Invalid);
-        }
-        if !remove || interior_tab {
+        if !remove || a.has_inner_tab() {
             out.extend_from_slice(a.piece);
         }
     }
