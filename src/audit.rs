@@ -44,6 +44,8 @@ pub struct Counters {
     pub set_cookie_dropped: AtomicU64,
     pub request_cookies_dropped: AtomicU64,
     pub url_session_ids_removed: AtomicU64,
+    /// Malformed lines removed from upstream response heads, or repaired.
+    pub malformed_upstream_header_lines: AtomicU64,
 }
 
 pub static COUNTERS: Counters = Counters {
@@ -51,6 +53,7 @@ pub static COUNTERS: Counters = Counters {
     set_cookie_dropped: AtomicU64::new(0),
     request_cookies_dropped: AtomicU64::new(0),
     url_session_ids_removed: AtomicU64::new(0),
+    malformed_upstream_header_lines: AtomicU64::new(0),
 };
 
 impl Counters {
@@ -66,6 +69,7 @@ impl Counters {
             set_cookie_dropped = get(&self.set_cookie_dropped),
             request_cookies_dropped = get(&self.request_cookies_dropped),
             url_session_ids_removed = get(&self.url_session_ids_removed),
+            malformed_upstream_header_lines = get(&self.malformed_upstream_header_lines),
             "policy counters"
         );
     }

@@ -4,6 +4,7 @@
 mod common;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -578,15 +579,70 @@ async fn tls_upstream(
 }
 
 #[tokio::test]
-async fn a_malformed_upstream_head_is_a_502() {
-    // Browsers skip a header line with a control byte; the gateway fails
-    // the response instead, so that a broken framing line can never leave
-    // part of a body on a pooled connection for the next client.
+async fn a_malformed_upstream_header_line_is_removed_and_the_page_served() {
+    // Browsers skip a line that is not a field line, and refuse a
+    // Set-Cookie line with a control byte or a bare CR (RFC 6265bis §5.6):
+    // the gateway removes such a line and serves the rest.
+    for (head, cookies) in [
+        (
+            &b"HTTP/1.1 200 OK\r\nSet-Cookie: bad=1\x01\r\nSet-Cookie: ok=1\r\nContent-Length: 2\r\n\r\nok"[..],
+            &["ok"][..],
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\nSet-Cookie: lf=13\nZYX\r\nContent-Length: 2\r\n\r\nok",
+            &["lf"],
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\nSet-Cookie: a=1\rb\r\nContent-Length: 2\r\n\r\nok",
+            &[],
+        ),
+        (
+            // Any other field stays, its control bytes made spaces: removed,
+            // this one would serve an attachment inline.
+            b"HTTP/1.1 200 OK\r\nContent-Disposition: attachment; filename=\"a\x7f.html\"\r\nContent-Length: 2\r\n\r\nok",
+            &[],
+        ),
+        (
+            // Whitespace before the colon is removed (RFC 9112 §5.1), and
+            // the cookie hardened like any other.
+            b"HTTP/1.1 200 OK\r\nSet-Cookie : spaced=1\r\nContent-Length: 2\r\n\r\nok",
+            &["spaced"],
+        ),
+    ] {
+        let s = Setup::basic(raw_upstream(head).await).await;
+        for proto in [Proto::H1, Proto::H2] {
+            let r = s.client.send(proto, get("https://app.test/")).await;
+            let what = String::from_utf8_lossy(head);
+            assert_eq!((r.status, &r.body[..]), (StatusCode::OK, &b"ok"[..]), "{what}");
+            let set = r.set_cookies();
+            let names: Vec<&str> = set.iter().map(|c| c.split('=').next().unwrap()).collect();
+            assert_eq!(names, cookies, "{what}");
+            for c in &set {
+                assert!(c.contains("; Secure") && c.contains("; HttpOnly"), "{c}");
+            }
+            if what.contains("Content-Disposition") {
+                assert_eq!(
+                    r.header("content-disposition"),
+                    Some("attachment; filename=\"a .html\""),
+                    "{what}"
+                );
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_malformed_framing_line_fails_the_response() {
+    // Removing a broken framing line would make hyper read the body by the
+    // other framing header and leave the rest on a pooled connection, to be
+    // read as the next client's response: such a head is a 502.
     for head in [
-        &b"HTTP/1.1 200 OK\r\nSet-Cookie: bad=1\x01\r\nContent-Length: 2\r\n\r\nok"[..],
         &b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\x0b\r\nContent-Length: 5\r\n\r\n5\r\nhello\r\n0\r\n\r\n"[..],
-        &b"HTTP/1.1 200 OK\r\nSet-Cookie: lf=13\nZYX\r\nContent-Length: 2\r\n\r\nok"[..],
-        &b"HTTP/1.1 200 OK\r\nSet-Cookie: a=1\rb\r\nContent-Length: 0\r\n\r\n"[..],
+        b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer\x01Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length\x00: 40\r\nContent-Length: 2\r\n\r\nok",
+        b"HTTP/1.1 200 OK\r\nConnection: close\x01\r\nContent-Length: 2\r\n\r\nok",
+        // A folded line is refused too (RFC 9112 §5.2 lets a proxy do so).
+        b"HTTP/1.1 200 OK\r\nX-Bad: \x01\r\n Set-Cookie: a=b\r\nContent-Length: 2\r\n\r\nok",
     ] {
         let s = Setup::basic(raw_upstream(head).await).await;
         for proto in [Proto::H1, Proto::H2] {
@@ -595,6 +651,80 @@ async fn a_malformed_upstream_head_is_a_502() {
             assert!(r.set_cookies().is_empty());
         }
     }
+}
+
+#[tokio::test]
+async fn heads_are_cleaned_on_every_response_of_a_pooled_connection_and_bodies_never() {
+    // One keep-alive upstream connection serves every request; each head
+    // has a bad line, and each body carries the bytes a head scan would
+    // remove. The scan must find each new head and leave every body whole.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let connections = Arc::new(AtomicUsize::new(0));
+    let accepted = connections.clone();
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            accepted.fetch_add(1, Ordering::SeqCst);
+            let _ = conn.set_nodelay(true);
+            tokio::spawn(async move {
+                let mut seen = Vec::new();
+                let mut buf = [0u8; 4096];
+                for i in 0.. {
+                    while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match conn.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => seen.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let end = seen.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+                    seen.drain(..end + 4);
+                    let body = format!("X: \x01{i}\r\nSet-Cookie: in-body=1\r\n\r\n");
+                    let head = format!(
+                        "HTTP/1.1 100 Continue\r\nX\x02\r\n\r\nHTTP/1.1 200 OK\r\nSet-Cookie: bad{i}=\x7f\r\nSet-Cookie: n={i}\r\nContent-Length: {}\r\n\r\n",
+                        body.len()
+                    );
+                    // Split where a line is cut, to cross reads.
+                    let wire = format!("{head}{body}").into_bytes();
+                    let cut = 40 + i % 30;
+                    if conn.write_all(&wire[..cut]).await.is_err() {
+                        return;
+                    }
+                    let _ = conn.flush().await;
+                    tokio::task::yield_now().await;
+                    if conn.write_all(&wire[cut..]).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let s = Setup::basic(Upstream {
+        addr,
+        seen: Arc::default(),
+        connections: connections.clone(),
+    })
+    .await;
+    for i in 0..40 {
+        let proto = if i % 2 == 0 { Proto::H1 } else { Proto::H2 };
+        let r = s.client.send(proto, get("https://app.test/")).await;
+        assert_eq!(r.status, StatusCode::OK, "request {i}");
+        assert_eq!(
+            r.body,
+            format!("X: \x01{i}\r\nSet-Cookie: in-body=1\r\n\r\n").as_bytes(),
+            "request {i}"
+        );
+        let set = r.set_cookies();
+        assert_eq!(set.len(), 1, "request {i}: {set:?}");
+        assert!(
+            set[0].starts_with(&format!("n={i};")),
+            "request {i}: {set:?}"
+        );
+    }
+    assert_eq!(
+        connections.load(Ordering::SeqCst),
+        1,
+        "one pooled connection served all"
+    );
 }
 
 // 3. The redirect listener and HSTS.

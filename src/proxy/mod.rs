@@ -11,6 +11,7 @@ mod body;
 mod error;
 pub mod forward;
 pub mod location;
+pub mod scrub;
 pub mod upstream;
 mod vault;
 

@@ -7,6 +7,8 @@
 //! A connection goes back to the pool when the response body it carries has
 //! been read to its end (see [`ResponseBody`]); one whose body was abandoned
 //! is closed, as the unread rest of that response would poison the next.
+//! Each connection reads through [`Scrubbed`], armed as a request is sent
+//! on it, which takes malformed lines out of response heads.
 
 use std::io;
 use std::net::SocketAddr;
@@ -27,6 +29,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
 use super::UpstreamBody;
+use super::scrub::{HeadStart, Scrubbed};
 use crate::config::Upstream;
 use crate::tls::{TlsError, upstream_client_config};
 
@@ -64,15 +67,22 @@ pub struct Pool {
     idle: Mutex<Vec<Idle>>,
 }
 
-struct Idle {
+/// A connection: the request handle, and the flag that tells its reader a
+/// response head comes next.
+struct Conn {
     tx: SendRequest<UpstreamBody>,
+    head: HeadStart,
+}
+
+struct Idle {
+    conn: Conn,
     since: Instant,
 }
 
 /// A connection lent out for one request, returned by its response body.
 struct Lent {
     pool: Arc<Pool>,
-    tx: SendRequest<UpstreamBody>,
+    conn: Conn,
 }
 
 impl Pool {
@@ -124,8 +134,8 @@ impl Pool {
         let mut fresh = false;
         loop {
             let pooled = if fresh { None } else { self.checkout() };
-            let mut tx = match pooled {
-                Some(tx) => tx,
+            let mut conn = match pooled {
+                Some(conn) => conn,
                 None => {
                     fresh = true;
                     // Boxed: connecting (DNS, TCP, TLS) is a 2.5 KB future
@@ -134,12 +144,13 @@ impl Pool {
                     Box::pin(self.connect()).await?
                 }
             };
-            match tx.try_send_request(req).await {
+            conn.head.arm();
+            match conn.tx.try_send_request(req).await {
                 Ok(res) => {
                     // After 101 the connection belongs to the tunnel.
                     let lent = (res.status() != StatusCode::SWITCHING_PROTOCOLS).then(|| Lent {
                         pool: self.clone(),
-                        tx,
+                        conn,
                     });
                     return Ok(res.map(|inner| ResponseBody {
                         inner,
@@ -161,16 +172,16 @@ impl Pool {
     /// The most recently used idle connection that is ready; closed and
     /// expired ones are dropped on the way, ones still finishing their last
     /// response are left for later.
-    fn checkout(&self) -> Option<SendRequest<UpstreamBody>> {
+    fn checkout(&self) -> Option<Conn> {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         let mut i = idle.len();
         while i > 0 {
             i -= 1;
-            let c = &idle[i];
-            if c.tx.is_closed() || c.since.elapsed() > self.idle_timeout {
+            let c = &idle[i].conn.tx;
+            if c.is_closed() || idle[i].since.elapsed() > self.idle_timeout {
                 idle.swap_remove(i);
-            } else if c.tx.is_ready() {
-                return Some(idle.swap_remove(i).tx);
+            } else if c.is_ready() {
+                return Some(idle.swap_remove(i).conn);
             }
         }
         None
@@ -180,20 +191,20 @@ impl Pool {
     /// sending its request body (the app answered before reading it all):
     /// then it is not ready yet, and a full pool gives its place to this one
     /// rather than to a connection that is.
-    fn checkin(&self, tx: SendRequest<UpstreamBody>) {
-        if tx.is_closed() {
+    fn checkin(&self, conn: Conn) {
+        if conn.tx.is_closed() {
             return;
         }
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         let entry = Idle {
-            tx,
+            conn,
             since: Instant::now(),
         };
         if idle.len() < self.max_idle {
             idle.push(entry);
         } else if let Some(i) = idle
             .iter()
-            .position(|c| c.tx.is_closed() || !c.tx.is_ready())
+            .position(|c| c.conn.tx.is_closed() || !c.conn.tx.is_ready())
         {
             idle[i] = entry;
         }
@@ -202,14 +213,14 @@ impl Pool {
     /// Closes idle connections past the idle timeout (from the sweeper).
     pub fn sweep(&self) {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        idle.retain(|c| !c.tx.is_closed() && c.since.elapsed() <= self.idle_timeout);
+        idle.retain(|c| !c.conn.tx.is_closed() && c.since.elapsed() <= self.idle_timeout);
     }
 
     /// Opens a connection: TCP (and TLS for `https://`) within
     /// `connect_timeout` in all; each address the name resolves to gets an
     /// equal share of what is left, so one unreachable address does not use
     /// up the time of the others.
-    async fn connect(&self) -> Result<SendRequest<UpstreamBody>, UpstreamError> {
+    async fn connect(&self) -> Result<Conn, UpstreamError> {
         let deadline = tokio::time::Instant::now() + self.connect_timeout;
         let timed_out = |what: &str| {
             UpstreamError::Connect(io::Error::new(
@@ -259,21 +270,21 @@ impl Pool {
     }
 }
 
-/// HTTP/1.1 over an open stream; the connection runs in its own task until
-/// it closes.
-async fn handshake<T>(io: T) -> Result<SendRequest<UpstreamBody>, UpstreamError>
+/// HTTP/1.1 over an open stream, read through [`Scrubbed`]; the connection
+/// runs in its own task until it closes.
+async fn handshake<T>(io: T) -> Result<Conn, UpstreamError>
 where
     T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
 {
-    // Strict: a malformed header line fails the response (502) rather
-    // than being skipped as browsers skip it. Skipping would let a broken
-    // framing line (`Transfer-Encoding: chunked<VT>` beside a valid
-    // `Content-Length`) leave the rest of a body on a pooled keep-alive
-    // connection, to be read as the next client's response; hyper's
-    // client keeps such a connection alive, and which lines it skipped is
-    // not visible from here.
+    // hyper stays strict about header lines: the malformed lines a browser
+    // would skip are taken out before it reads them, except any that could
+    // be about framing, which fail the response (see `scrub`). Whitespace
+    // between a field name and its colon is removed, as RFC 9112 §5.1 asks
+    // of a proxy, rather than failing the response.
+    let head = HeadStart::default();
     let (tx, conn) = http1::Builder::new()
-        .handshake(TokioIo::new(io))
+        .allow_spaces_after_header_name_in_responses(true)
+        .handshake(TokioIo::new(Scrubbed::new(io, head.clone())))
         .await
         .map_err(UpstreamError::Http)?;
     tokio::spawn(async move {
@@ -281,7 +292,7 @@ where
             tracing::debug!(error = %e, "upstream connection ended");
         }
     });
-    Ok(tx)
+    Ok(Conn { tx, head })
 }
 
 /// An upstream response body; it returns its connection to the pool once
@@ -325,7 +336,7 @@ impl Drop for ResponseBody {
         if let Some(lent) = self.lent.take()
             && (self.ended || self.inner.is_end_stream())
         {
-            lent.pool.checkin(lent.tx);
+            lent.pool.checkin(lent.conn);
         }
     }
 }
