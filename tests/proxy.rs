@@ -597,12 +597,6 @@ async fn a_malformed_upstream_header_line_is_removed_and_the_page_served() {
             &[],
         ),
         (
-            // Any other field stays, its control bytes made spaces: removed,
-            // this one would serve an attachment inline.
-            b"HTTP/1.1 200 OK\r\nContent-Disposition: attachment; filename=\"a\x7f.html\"\r\nContent-Length: 2\r\n\r\nok",
-            &[],
-        ),
-        (
             // Whitespace before the colon is removed (RFC 9112 §5.1), and
             // the cookie hardened like any other.
             b"HTTP/1.1 200 OK\r\nSet-Cookie : spaced=1\r\nContent-Length: 2\r\n\r\nok",
@@ -620,27 +614,26 @@ async fn a_malformed_upstream_header_line_is_removed_and_the_page_served() {
             for c in &set {
                 assert!(c.contains("; Secure") && c.contains("; HttpOnly"), "{c}");
             }
-            if what.contains("Content-Disposition") {
-                assert_eq!(
-                    r.header("content-disposition"),
-                    Some("attachment; filename=\"a .html\""),
-                    "{what}"
-                );
-            }
+
         }
     }
 }
 
 #[tokio::test]
-async fn a_malformed_framing_line_fails_the_response() {
+async fn a_malformed_framing_or_content_field_fails_the_response() {
     // Removing a broken framing line would make hyper read the body by the
     // other framing header and leave the rest on a pooled connection, to be
-    // read as the next client's response: such a head is a 502.
+    // read as the next client's response: such a head is a 502, as is one
+    // with any other field whose value has a control byte.
     for head in [
         &b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\x0b\r\nContent-Length: 5\r\n\r\n5\r\nhello\r\n0\r\n\r\n"[..],
         b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer\x01Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
         b"HTTP/1.1 200 OK\r\nContent-Length\x00: 40\r\nContent-Length: 2\r\n\r\nok",
         b"HTTP/1.1 200 OK\r\nConnection: close\x01\r\nContent-Length: 2\r\n\r\nok",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 40\r\nTransfer-Encoding : chunked\r\n\r\n0\r\n\r\n",
+        // Any other field with a control byte in its value: removed, this
+        // one would serve an attachment inline.
+        b"HTTP/1.1 200 OK\r\nContent-Disposition: attachment; filename=\"a\x7f.html\"\r\nContent-Length: 2\r\n\r\nok",
         // A folded line is refused too (RFC 9112 §5.2 lets a proxy do so).
         b"HTTP/1.1 200 OK\r\nX-Bad: \x01\r\n Set-Cookie: a=b\r\nContent-Length: 2\r\n\r\nok",
     ] {

@@ -277,13 +277,11 @@ where
     T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
 {
     // hyper stays strict about header lines: the malformed lines a browser
-    // would skip are taken out before it reads them, except any that could
-    // be about framing, which fail the response (see `scrub`). Whitespace
-    // between a field name and its colon is removed, as RFC 9112 §5.1 asks
-    // of a proxy, rather than failing the response.
+    // would skip are taken out or repaired before it reads them, and any
+    // other (about framing, or a spoiled field value) fails the response
+    // (see `scrub`).
     let head = HeadStart::default();
     let (tx, conn) = http1::Builder::new()
-        .allow_spaces_after_header_name_in_responses(true)
         .handshake(TokioIo::new(Scrubbed::new(io, head.clone())))
         .await
         .map_err(UpstreamError::Http)?;
