@@ -14,6 +14,13 @@ async fn get_with_a_session_id_in_the_url_is_redirected_to_the_clean_url() {
             ("/a;jsessionid=X1/b?PHPSESSID=Y1&x=1", "/a/b?x=1"),
             ("/a%3Bjsessionid%3DX2?PHPSESS%49D=Y2", "/a"),
             ("/a?x=1&phpsessid=&PhpSessId=Y3", "/a?x=1"),
+            // Not an open redirect: a clean path that starts with two
+            // slashes (or a backslash, which browsers read as one) stays on
+            // this host.
+            ("//evil.example/?PHPSESSID=x", "/.//evil.example/"),
+            ("/;jsessionid=1/evil.example/", "/.//evil.example/"),
+            ("/%3Bjsessionid=1/evil.example/x", "/.//evil.example/x"),
+            ("/%5Cevil.example/?sid=1", "/%5Cevil.example/"),
         ] {
             let res = s
                 .client

@@ -509,7 +509,19 @@ fn read_site(cx: &mut Ctx<'_>, i: usize, t: TableRef<'_, '_>) -> Site {
     let session = read_session(cx, &s);
     let cookies = read_cookies(cx, &s, &session);
     let url = s.child(cx, "url", &["session_params"]);
-    let url_session_params = names_or(cx, &url, "session_params", DEFAULT_URL_SESSION_PARAMS);
+    let mut url_session_params = names_or(cx, &url, "session_params", DEFAULT_URL_SESSION_PARAMS);
+    // An app that reads its session ID from the URL or a form too (PHP with
+    // `session.use_only_cookies=0` under a custom `session.name`) must not
+    // be handed one there: every session cookie name is stripped as well,
+    // but a stateless one (a signed state cookie, never an ID in a URL).
+    for name in session.cookies.names() {
+        let bare = name.trim_end_matches('*');
+        if !session.stateless.matches(bare.as_bytes())
+            && !url_session_params.matches(bare.as_bytes())
+        {
+            url_session_params.push(name);
+        }
+    }
     // On unless turned off: a vaulted ID written into a page is readable by
     // any script on it, which defeats the vault.
     let html = s.child(cx, "html", &["strip_session_ids"]);
@@ -1414,6 +1426,22 @@ upstream = { url = "http://127.0.0.1:3000" }
         assert_eq!(site.hsts.as_ref().unwrap(), "max-age=31536000");
         assert!(site.upstream.preserve_host);
         assert_eq!(site.upstream.authority.as_str(), "127.0.0.1:3000");
+    }
+
+    #[test]
+    fn session_cookie_names_are_stripped_from_urls_too() {
+        // A PHP app under a custom `session.name` reads it from the URL
+        // too (`use_only_cookies=0`): the name vaulted is the name stripped.
+        let c = Config::parse(&format!(
+            "{MINIMAL}[site.session]\ncookies = [\"APPSESS\", \"session\"]\n[site.url]\nsession_params = [\"sid\"]\n"
+        ))
+        .unwrap();
+        let params = &c.sites[0].url_session_params;
+        assert!(params.matches(b"APPSESS") && params.matches(b"sid"));
+        // A stateless cookie (Flask's signed `session`) is no ID in a URL.
+        assert!(!params.matches(b"session"));
+        let defaults = &Config::parse(MINIMAL).unwrap().sites[0].url_session_params;
+        assert!(defaults.matches(b"laravel_session") && !defaults.matches(b"session"));
     }
 
     #[test]

@@ -80,7 +80,11 @@ fn pieces<'a, I: Iterator<Item = &'a [u8]>>(headers: I) -> impl Iterator<Item = 
 }
 
 fn strip_host_prefix(name: &[u8]) -> Option<&[u8]> {
-    (name.len() > 7 && name[..7].eq_ignore_ascii_case(b"__Host-")).then(|| &name[7..])
+    // Exactly as the gateway writes it: a browser may apply the `__Host-`
+    // rules to this spelling only (RFC 6265 era browsers compare it case
+    // sensitively), so `__host-pref` could come from a sibling host.
+    name.strip_prefix(b"__Host-")
+        .filter(|bare| !bare.is_empty())
 }
 
 /// A piece that holds a second `name=value` after a comma or whitespace:
@@ -138,7 +142,16 @@ impl CookieRules {
 
     fn classify<'a>(&self, p: &Piece<'a>) -> Class<'a> {
         if self.is_gateway(p.name) {
-            return Class::Gateway;
+            // Only the exact name is the gateway's token: a browser applies
+            // the `__Host-` rules to that spelling only, so another one
+            // that reads the same (`__Host%2Dsg`, `__host-sg`) may have
+            // been planted by a sibling host (cookie tossing).
+            let exact = self.gateway.as_deref().map(str::as_bytes) == Some(p.name);
+            return if exact {
+                Class::Gateway
+            } else {
+                Class::Tossed(p.name)
+            };
         }
         match self.app_name(p.name) {
             Some(_) if smuggles_a_cookie(p.raw) => Class::Dropped,
@@ -365,7 +378,17 @@ mod tests {
             ),
             // The gateway's cookie never reaches the app; its values are kept.
             (&["__Host-sg=tok; lang=en"], "lang=en", &["tok"], &[]),
-            (&["__Host-sg=t1; __host-sg=t2"], "", &["t1", "t2"], &[]),
+            // Only the exact name is the token: another spelling that
+            // reads the same may come from a sibling host, which a browser
+            // lets set `__host-sg` or `__Host%2Dsg` but not `__Host-sg`.
+            (&["__Host-sg=t1; __host-sg=t2"], "", &["t1"], &["__host-sg"]),
+            (
+                &["__Host%2Dsg=t3; %5F%5FHost-sg=t4; __HOST-SG=t5"],
+                "",
+                &[],
+                // Reported once: the spellings read as one name.
+                &["__Host%2Dsg"],
+            ),
             // Tossing: a vetted name twice, in any spelling the app merges.
             (
                 &["PHPSESSID=victim; PHPSESSID=attacker"],
@@ -389,6 +412,8 @@ mod tests {
             (&["PHPSESSI=x; PHPSESSIDX=y"], "", &[], &[]),
             // Host-prefixed app cookies: the `__Host-` copy wins, bare never passes.
             (&["__Host-pref=dark; pref=light"], "pref=dark", &[], &[]),
+            // The browser's prefix rules hold for the exact spelling only.
+            (&["__host-pref=dark; __HOST-pref=x"], "", &[], &[]),
             (&["pref=light"], "", &[], &[]),
             // Nameless and empty pieces.
             (&["justvalue; ; lang=en;"], "lang=en", &[], &[]),

@@ -61,7 +61,25 @@ pub fn strip_in_url(url: &str, names: &NameSet) -> Option<String> {
         0
     };
     let (head, tail) = url.split_at(start);
+    if head.is_empty() {
+        return strip(tail, names).map(keep_on_host);
+    }
     strip(tail, names).map(|t| format!("{head}{t}"))
+}
+
+/// A path made by removing session IDs may start with two slashes
+/// (`/;jsessionid=1/evil.example/` gives `//evil.example/`), which a browser
+/// reads as another host: a reference to send as `Location` gets `/.` in
+/// front, the same path on the same host. A backslash counts as a slash and
+/// tabs and newlines are skipped, as browsers read them (WHATWG URL).
+pub fn keep_on_host(path: String) -> String {
+    let mut lead = path.bytes().filter(|b| !matches!(b, b'\t' | b'\n' | b'\r'));
+    let slash = |b: Option<u8>| matches!(b, Some(b'/' | b'\\'));
+    if slash(lead.next()) && slash(lead.next()) {
+        format!("/.{path}")
+    } else {
+        path
+    }
 }
 
 /// Finds the next parameter separator in a path segment: `;` or `%3B`.
@@ -163,6 +181,33 @@ fn strip_query(query: &str, names: &NameSet) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_stripped_path_never_leaves_the_host() {
+        let names = NameSet::new(["PHPSESSID", "JSESSIONID", "sid"]);
+        for (url, want) in [
+            ("/;jsessionid=1/evil.example/", "/.//evil.example/"),
+            ("/%3Bjsessionid=1/evil.example/x", "/.//evil.example/x"),
+            ("/\\evil.example/;sid=1", "/./\\evil.example/"),
+            ("/\t;jsessionid=1/evil.example", "/./\t/evil.example"),
+            ("/a;jsessionid=1/b", "/a/b"),
+            (
+                "https://app.test/;jsessionid=1/evil.example/",
+                "https://app.test//evil.example/",
+            ),
+        ] {
+            assert_eq!(strip_in_url(url, &names).as_deref(), Some(want), "{url}");
+        }
+        // A request path that starts with two slashes is the client's own,
+        // forwarded as it is; the redirect to its clean form is kept on the
+        // host by the same function.
+        assert_eq!(
+            strip("//evil.example/?PHPSESSID=x", &names).as_deref(),
+            Some("//evil.example/")
+        );
+        assert_eq!(keep_on_host("//evil.example/".into()), "/.//evil.example/");
+        assert_eq!(keep_on_host("/a//b".into()), "/a//b");
+    }
 
     fn names() -> NameSet {
         NameSet::new(["PHPSESSID", "JSESSIONID", "sid", "ASPSESSIONID*"])

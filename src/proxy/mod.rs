@@ -293,7 +293,7 @@ impl Gateway {
                 req.method().as_str(),
             );
             if matches!(*req.method(), Method::GET | Method::HEAD) {
-                return Ok((clean_url_redirect(&clean), None));
+                return Ok((clean_url_redirect(&policy::url::keep_on_host(clean)), None));
             }
             path = PathAndQuery::try_from(clean).map_err(|_| ProxyError::BadTarget)?;
         }
