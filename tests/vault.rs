@@ -7,7 +7,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use common::*;
 use http::{Request, Response, StatusCode};
-use tokio::sync::{Notify, mpsc};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::{mpsc, oneshot};
 
 /// A legacy app: PHPSESSID handed out on `/new`, a login that never
 /// regenerates the ID, a logout that starts a new session, `/adopt?id=X`
@@ -169,17 +170,22 @@ async fn login_rekeys_and_the_fixed_token_dies() {
 }
 
 #[tokio::test]
-async fn a_failed_login_does_not_rekey() {
+async fn a_failed_login_rekeys_too_and_the_session_goes_on() {
+    // A login re-keys as it starts, whatever its outcome: a failed one hands
+    // out a new token for the same (still anonymous) app session.
     let s = setup("").await;
     let token = token_of(&s.client.get("https://app.test/new").await).unwrap();
     let res = login(&s.client, "/login.php", &token, "wrong").await;
     assert_eq!(res.header("location"), Some("/login.php?failed=1"));
-    assert_eq!(token_of(&res), None);
-    get_with(&s.client, "/page", &token).await;
+    let fresh = token_of(&res).expect("a new token");
+    assert_ne!(fresh, token);
+    get_with(&s.client, "/page", &fresh).await;
     assert_eq!(
         seen_cookie(&s.upstream).as_deref(),
         Some("PHPSESSID=backend0")
     );
+    get_with(&s.client, "/page", &token).await;
+    assert_eq!(seen_cookie(&s.upstream), None, "the old token still works");
 }
 
 #[tokio::test]
@@ -349,70 +355,161 @@ async fn a_full_store_refuses_new_sessions_rather_than_logging_anyone_out() {
     );
 }
 
-#[tokio::test]
-async fn requests_during_the_login_window_go_without_the_vault() {
-    // The app holds the login response until told; meanwhile a request
-    // with the same (planted) token must not run as the victim.
-    let (entered_tx, mut entered_rx) = mpsc::channel::<()>(1);
-    let release = Arc::new(Notify::new());
-    let r = release.clone();
+/// An app that answers each login only when the test says so: every
+/// login request hands the test a sender to fire. Other paths echo the
+/// `Cookie` they got in `x-seen-cookie`; a request without one starts a new
+/// (anonymous) session, as PHP does.
+async fn held_login_app() -> (Upstream, mpsc::Receiver<oneshot::Sender<()>>) {
+    let (logins_tx, logins_rx) = mpsc::channel::<oneshot::Sender<()>>(4);
     let app = Upstream::custom(move |req: Request<hyper::body::Incoming>| {
-        let (entered, release) = (entered_tx.clone(), r.clone());
+        let logins = logins_tx.clone();
         async move {
             let cookie = req
                 .headers()
                 .get("cookie")
                 .map(|v| v.to_str().unwrap().to_string());
+            let b = Response::builder().header("x-seen-cookie", cookie.clone().unwrap_or_default());
+            let b = if cookie.is_none() {
+                b.header("set-cookie", "PHPSESSID=anonsid; path=/")
+            } else {
+                b
+            };
             match req.uri().path() {
                 "/new" => Response::builder()
                     .header("set-cookie", "PHPSESSID=victimsid; path=/")
                     .body(full(""))
                     .unwrap(),
                 "/login.php" => {
-                    entered.send(()).await.unwrap();
-                    release.notified().await;
-                    Response::builder()
-                        .status(302)
+                    let (go_tx, go_rx) = oneshot::channel();
+                    logins.send(go_tx).await.unwrap();
+                    let _ = go_rx.await;
+                    b.status(302)
                         .header("location", "/home")
                         .body(full(""))
                         .unwrap()
                 }
-                // The app, seeing no session cookie, starts a new session.
-                _ => {
-                    let b = Response::builder()
-                        .header("x-seen-cookie", cookie.clone().unwrap_or_default());
-                    let b = if cookie.is_none() {
-                        b.header("set-cookie", "PHPSESSID=anonsid; path=/")
-                    } else {
-                        b
-                    };
-                    b.body(full("")).unwrap()
-                }
+                _ => b.body(full("")).unwrap(),
             }
         }
     })
     .await;
+    (app, logins_rx)
+}
+
+#[tokio::test]
+async fn requests_during_the_login_go_without_the_vault() {
+    // The app holds the login response until told; meanwhile a request
+    // with the same (planted) token must not run as the victim.
+    let (app, mut logins) = held_login_app().await;
     let s = Setup::new(app, "", RULES).await;
     let planted = token_of(&s.client.get("https://app.test/new").await).unwrap();
     let client = s.client.clone();
     let p = planted.clone();
     let victim = tokio::spawn(async move { login(&client, "/login.php", &p, "right").await });
-    entered_rx.recv().await.unwrap();
+    let go = logins.recv().await.unwrap();
     // The attacker's requests while the login is in flight.
     for _ in 0..5 {
         let res = get_with(&s.client, "/account", &planted).await;
         assert_eq!(
             res.header("x-seen-cookie"),
             Some(""),
-            "a request ran with the vault during the login window"
+            "a request ran with the vault during the login"
         );
         assert!(res.headers.get("set-cookie").is_none(), "{:?}", res.headers);
     }
-    release.notify_one();
+    go.send(()).unwrap();
     let res = victim.await.unwrap();
     let fresh = token_of(&res).expect("re-keyed");
     // The victim's session kept its own backend ID, not the anonymous one
     // the app handed to the racing requests.
+    let res = get_with(&s.client, "/account", &fresh).await;
+    assert_eq!(res.header("x-seen-cookie"), Some("PHPSESSID=victimsid"));
+}
+
+#[tokio::test]
+async fn a_second_login_with_the_same_token_does_not_take_the_session() {
+    // The attacker, who planted the token, logs in to his own account with
+    // it while the victim's login is in flight, and his answer comes last.
+    let (app, mut logins) = held_login_app().await;
+    let s = Setup::new(app, "", RULES).await;
+    let planted = token_of(&s.client.get("https://app.test/new").await).unwrap();
+    let spawn_login = |password: &'static str| {
+        let (c, t) = (s.client.clone(), planted.clone());
+        tokio::spawn(async move { login(&c, "/login.php", &t, password).await })
+    };
+    let victim = spawn_login("right");
+    let go_victim = logins.recv().await.unwrap();
+    let attacker = spawn_login("mallory");
+    let go_attacker = logins.recv().await.unwrap();
+    go_victim.send(()).unwrap();
+    let fresh = token_of(&victim.await.unwrap()).expect("re-keyed");
+    go_attacker.send(()).unwrap();
+    if let Some(t) = token_of(&attacker.await.unwrap()) {
+        let res = get_with(&s.client, "/account", &t).await;
+        assert_ne!(
+            res.header("x-seen-cookie"),
+            Some("PHPSESSID=victimsid"),
+            "the second login took the victim's session"
+        );
+    }
+    let res = get_with(&s.client, "/account", &fresh).await;
+    assert_eq!(res.header("x-seen-cookie"), Some("PHPSESSID=victimsid"));
+}
+
+#[tokio::test]
+async fn a_login_the_client_abandons_still_kills_the_token() {
+    // The app may finish a login whose client has gone (or answer it in a
+    // way the success rules do not know): the token it came with is dead
+    // from the moment the login started.
+    let (app, mut logins) = held_login_app().await;
+    let s = Setup::new(app, "", RULES).await;
+    let planted = token_of(&s.client.get("https://app.test/new").await).unwrap();
+    let (c, t) = (s.client.clone(), planted.clone());
+    let victim = tokio::spawn(async move { login(&c, "/login.php", &t, "right").await });
+    let go = logins.recv().await.unwrap();
+    victim.abort();
+    let _ = go.send(());
+    let res = get_with(&s.client, "/account", &planted).await;
+    assert_eq!(
+        res.header("x-seen-cookie"),
+        Some(""),
+        "the planted token still opens the session"
+    );
+}
+
+#[tokio::test]
+async fn a_form_held_open_across_a_login_does_not_reach_the_app_with_its_session() {
+    // The attacker starts a request with the planted token and holds its
+    // body back (the gateway is reading it: it sent 100 Continue); the
+    // victim logs in; then the body comes. The app must not run it in the
+    // session that login made the victim's.
+    let (app, mut logins) = held_login_app().await;
+    let s = Setup::new(app, "", RULES).await;
+    let planted = token_of(&s.client.get("https://app.test/new").await).unwrap();
+    let mut tls = s.client.tls("app.test", Proto::H1).await.unwrap();
+    let head = format!(
+        "POST /account HTTP/1.1\r\nHost: app.test\r\nCookie: __Host-sg={planted}\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 7\r\n\
+         Expect: 100-continue\r\nConnection: close\r\n\r\n"
+    );
+    tls.write_all(head.as_bytes()).await.unwrap();
+    let mut buf = vec![0; 256];
+    let n = tls.read(&mut buf).await.unwrap();
+    assert!(
+        String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 100"),
+        "{:?}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+    let (c, t) = (s.client.clone(), planted.clone());
+    let victim = tokio::spawn(async move { login(&c, "/login.php", &t, "right").await });
+    logins.recv().await.unwrap().send(()).unwrap();
+    let fresh = token_of(&victim.await.unwrap()).expect("re-keyed");
+    tls.write_all(b"a=1&b=2").await.unwrap();
+    let mut out = Vec::new();
+    let _ = tls.read_to_end(&mut out).await;
+    let out = String::from_utf8_lossy(&out).to_ascii_lowercase();
+    assert!(out.contains("x-seen-cookie: \r\n"), "{out}");
+    assert!(!out.contains("victimsid"), "{out}");
     let res = get_with(&s.client, "/account", &fresh).await;
     assert_eq!(res.header("x-seen-cookie"), Some("PHPSESSID=victimsid"));
 }

@@ -330,6 +330,23 @@ impl Gateway {
             host: &host,
             client,
         };
+        let headers = &mut parts.headers;
+        if site.html_strip_session_ids && wants_html(headers) {
+            headers.remove(header::ACCEPT_ENCODING);
+        }
+        if let Some(proto) = &upgrade {
+            headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+            headers.insert(header::UPGRADE, proto.clone());
+        }
+        let body = Limited::new(
+            body,
+            usize::try_from(site.max_request_body).unwrap_or(usize::MAX),
+        );
+        let body = form_body(body, &mut parts.headers, declared_len, site, client).await?;
+        // The session is looked up once a form body has been read whole, not
+        // when the head arrived: a request held open with part of its body
+        // before a login must not reach the app with the session that login
+        // re-keyed (the token it carried is a tombstone by then).
         let vault_ctx = match site.session.mode {
             SessionMode::Harden => None,
             SessionMode::Vault => match vault::on_request(
@@ -345,19 +362,6 @@ impl Gateway {
                 Err(res) => return Ok((res, None)),
             },
         };
-        let headers = &mut parts.headers;
-        if site.html_strip_session_ids && wants_html(headers) {
-            headers.remove(header::ACCEPT_ENCODING);
-        }
-        if let Some(proto) = &upgrade {
-            headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-            headers.insert(header::UPGRADE, proto.clone());
-        }
-        let body = Limited::new(
-            body,
-            usize::try_from(site.max_request_body).unwrap_or(usize::MAX),
-        );
-        let body = form_body(body, &mut parts.headers, declared_len, site, client).await?;
         let upstream_req = Request::from_parts(parts, body);
 
         // Forward.

@@ -9,6 +9,9 @@
 //! - a response writes into a session only if its request carried that
 //!   session's vault (not a stale token, not inside another request's login
 //!   window), so no in-flight response can overwrite a fresh login;
+//! - a login re-keys as it starts: the token it came with grants nothing
+//!   from then on, whatever the login's outcome, and of two logins that
+//!   present one token only the first re-keys;
 //! - the gateway cookie is set only when a session was created or re-keyed,
 //!   and cleared only for a single dead token or a logout: never a loop.
 
@@ -47,6 +50,9 @@ pub struct VaultCtx {
     cross_site: bool,
     login: Option<usize>,
     logout: bool,
+    /// The token a login request was given as it started (see
+    /// `on_request`), for its response to hand out whatever the outcome.
+    rekeyed: Option<Token>,
     _login_window: Option<LoginWindow>,
 }
 
@@ -159,7 +165,7 @@ pub async fn on_request(
         match store.get(r.site_index, &h, now).await {
             Lookup::Live { id, in_login, .. } => {
                 live_count += 1;
-                live = Some((id, in_login));
+                live = Some((id, in_login, h.key()));
             }
             Lookup::Tombstone => tombstone = true,
             Lookup::Expired(e) => {
@@ -180,7 +186,7 @@ pub async fn on_request(
     // A request that carried a replaced token (or two live ones) was sent
     // before the browser learnt its new token: it may not create a session
     // nor set or clear the cookie, or it would undo the login.
-    let stale = live.is_none() && (tombstone || ambiguous);
+    let mut stale = live.is_none() && (tombstone || ambiguous);
     if bad || expired {
         if let Err(retry) = limits.unknown.check(r.client, now) {
             audit::event("rate_limited", &site.name, r.client, "unknown tokens");
@@ -219,7 +225,34 @@ pub async fn on_request(
 
     let mut writable = !stale;
     let mut window = None;
-    if let Some((id, in_login)) = live {
+    let mut rekeyed = None;
+    // A login re-keys as it starts, not when its response says it worked:
+    // from here the token the request came with (planted, perhaps) grants
+    // nothing, whether the login then succeeds, fails, times out, is
+    // abandoned by the client after the app logged the user in, or answers
+    // in a way the success rules do not recognise. Of two logins with one
+    // token, only the first re-keys; the other goes on as a stale request.
+    if let (Some((id, false, key)), Some(rule)) = (live, login.map(|i| &rules.login[i]))
+        && rule.rekey
+    {
+        match SessionStore::rekey_from(&**store, id, key, now).await {
+            Some(token) => {
+                audit::event(
+                    "session_rekeyed",
+                    &site.name,
+                    r.client,
+                    &format!("{} new_{}", fp(&key), fp(&token.hash().key())),
+                );
+                rekeyed = Some(token);
+            }
+            None => {
+                live = None;
+                stale = true;
+                writable = false;
+            }
+        }
+    }
+    if let Some((id, in_login, _)) = live {
         if in_login {
             // Another request of this session is logging in: this one goes
             // without the vault and may not write into it.
@@ -246,13 +279,14 @@ pub async fn on_request(
         }
     }
     Ok(VaultCtx {
-        session: live.map(|(id, _)| id),
+        session: live.map(|(id, ..)| id),
         stale,
         writable,
-        clear_cookie,
+        clear_cookie: clear_cookie && !stale,
         cross_site: live.is_none() && is_cross_site(headers, &r.method, r.host),
         login,
         logout,
+        rekeyed,
         _login_window: window,
     })
 }
@@ -295,7 +329,7 @@ pub async fn on_response(
     }
 
     let mut session = ctx.session;
-    let mut new_token: Option<Token> = None;
+    let mut new_token: Option<Token> = ctx.rekeyed;
     let mut session_cookie_set = false;
     for p in &vaulted {
         if ctx.logout || !ctx.writable {
@@ -395,10 +429,15 @@ pub async fn on_response(
         }
     }
 
+    // Only a login that carried its session's vault marks it logged in (or
+    // re-keys it, with `rekey = false` never): one sent without it, inside
+    // another request's login, must not take that session for its client.
     if let (Some(rule), Some(id)) = (ctx.login.map(|i| &site.session.login[i]), session)
+        && ctx.writable
         && rule.succeeded(status, headers, session_cookie_set)
     {
-        // A session created by this very response already has a fresh token.
+        // Re-keyed as it started, or created by this very response: the
+        // token is fresh already.
         let rekey = rule.rekey && new_token.is_none();
         match SessionStore::rekey(&**store, id, rekey, now).await {
             Some((Some(token), old)) => {

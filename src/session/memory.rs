@@ -624,6 +624,23 @@ impl MemoryStore {
         }
     }
 
+    /// Gives the session a new token, if its token is still `expected`: of
+    /// two requests that present the same token, only one re-keys. The old
+    /// token becomes a tombstone, as in [`MemoryStore::login`].
+    pub fn rekey_from(&self, id: u64, expected: TokenKey, now: Instant) -> Option<Token> {
+        let now = self.secs(now);
+        let mut s = self.sessions.get_mut(&id)?;
+        if s.token != expected {
+            return None;
+        }
+        let token = Token::generate();
+        s.token = token.hash().key();
+        self.tokens.insert(s.token, id);
+        let until = self.secs_after(now, self.tombstone_ttl);
+        self.tokens.insert(expected, TOMBSTONE | u64::from(until));
+        Some(token)
+    }
+
     /// Marks the session authenticated and, with `rekey`, gives it a new
     /// token at once; the old one becomes a tombstone that grants nothing.
     pub fn login(&self, id: u64, rekey: bool, now: Instant) -> Option<(Option<Token>, TokenKey)> {

@@ -146,6 +146,14 @@ pub trait SessionStore: Send + Sync + 'static {
         rekey: bool,
         now: Instant,
     ) -> impl Future<Output = Option<(Option<Token>, TokenKey)>> + Send;
+    /// Replaces the token, if it is still `expected`; `None` if another
+    /// request re-keyed (or ended) the session first.
+    fn rekey_from(
+        &self,
+        id: u64,
+        expected: TokenKey,
+        now: Instant,
+    ) -> impl Future<Output = Option<Token>> + Send;
     fn remove(&self, id: u64) -> impl Future<Output = Option<TokenKey>> + Send;
 }
 
@@ -173,6 +181,9 @@ impl SessionStore for MemoryStore {
     }
     async fn rekey(&self, id: u64, rekey: bool, now: Instant) -> Option<(Option<Token>, TokenKey)> {
         self.login(id, rekey, now)
+    }
+    async fn rekey_from(&self, id: u64, expected: TokenKey, now: Instant) -> Option<Token> {
+        MemoryStore::rekey_from(self, id, expected, now)
     }
     async fn remove(&self, id: u64) -> Option<TokenKey> {
         MemoryStore::remove(self, id)
