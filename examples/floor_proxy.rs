@@ -28,6 +28,7 @@ use hyper::body::{Bytes, Incoming};
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use sessiongate::coalesce::Coalesced;
+use sessiongate::proxy::UpstreamBody;
 use sessiongate::proxy::upstream::{Pool, ResponseBody};
 use sessiongate::{Config, server, tls};
 use tokio::net::TcpListener;
@@ -48,7 +49,8 @@ async fn forward(pool: &Arc<Pool>, host: &HeaderValue, req: Request<Incoming>) -
     parts.version = Version::HTTP_11;
     // An HTTP/2 request carries its host in :authority, not in Host.
     parts.headers.entry(HOST).or_insert_with(|| host.clone());
-    let req = Request::from_parts(parts, Either::Left(Limited::new(body, usize::MAX)));
+    let body = UpstreamBody::new(Either::Left(Limited::new(body, usize::MAX)), None);
+    let req = Request::from_parts(parts, body);
     match pool.send(req).await {
         Ok(res) => res.map(Either::Left),
         Err(_) => Response::builder()

@@ -359,10 +359,14 @@ async fn a_full_store_refuses_new_sessions_rather_than_logging_anyone_out() {
 /// login request hands the test a sender to fire. Other paths echo the
 /// `Cookie` they got in `x-seen-cookie`; a request without one starts a new
 /// (anonymous) session, as PHP does.
-async fn held_login_app() -> (Upstream, mpsc::Receiver<oneshot::Sender<()>>) {
+/// `/api` reads its body whole before it runs, as PHP's built-in server
+/// does, and records the `Cookie` it ran with.
+async fn held_login_app() -> (Upstream, mpsc::Receiver<oneshot::Sender<()>>, Ran) {
     let (logins_tx, logins_rx) = mpsc::channel::<oneshot::Sender<()>>(4);
+    let ran = Ran::default();
+    let ran_in_app = ran.clone();
     let app = Upstream::custom(move |req: Request<hyper::body::Incoming>| {
-        let logins = logins_tx.clone();
+        let (logins, ran) = (logins_tx.clone(), ran_in_app.clone());
         async move {
             let cookie = req
                 .headers()
@@ -388,19 +392,31 @@ async fn held_login_app() -> (Upstream, mpsc::Receiver<oneshot::Sender<()>>) {
                         .body(full(""))
                         .unwrap()
                 }
+                "/api" => {
+                    if http_body_util::BodyExt::collect(req.into_body())
+                        .await
+                        .is_ok()
+                    {
+                        ran.lock().unwrap().push(cookie.unwrap_or_default());
+                    }
+                    b.body(full("")).unwrap()
+                }
                 _ => b.body(full("")).unwrap(),
             }
         }
     })
     .await;
-    (app, logins_rx)
+    (app, logins_rx, ran)
 }
+
+/// The `Cookie` of each `/api` request the app ran.
+type Ran = Arc<std::sync::Mutex<Vec<String>>>;
 
 #[tokio::test]
 async fn requests_during_the_login_go_without_the_vault() {
     // The app holds the login response until told; meanwhile a request
     // with the same (planted) token must not run as the victim.
-    let (app, mut logins) = held_login_app().await;
+    let (app, mut logins, _) = held_login_app().await;
     let s = Setup::new(app, "", RULES).await;
     let planted = token_of(&s.client.get("https://app.test/new").await).unwrap();
     let client = s.client.clone();
@@ -430,7 +446,7 @@ async fn requests_during_the_login_go_without_the_vault() {
 async fn a_second_login_with_the_same_token_does_not_take_the_session() {
     // The attacker, who planted the token, logs in to his own account with
     // it while the victim's login is in flight, and his answer comes last.
-    let (app, mut logins) = held_login_app().await;
+    let (app, mut logins, _) = held_login_app().await;
     let s = Setup::new(app, "", RULES).await;
     let planted = token_of(&s.client.get("https://app.test/new").await).unwrap();
     let spawn_login = |password: &'static str| {
@@ -461,7 +477,7 @@ async fn a_login_the_client_abandons_still_kills_the_token() {
     // The app may finish a login whose client has gone (or answer it in a
     // way the success rules do not know): the token it came with is dead
     // from the moment the login started.
-    let (app, mut logins) = held_login_app().await;
+    let (app, mut logins, _) = held_login_app().await;
     let s = Setup::new(app, "", RULES).await;
     let planted = token_of(&s.client.get("https://app.test/new").await).unwrap();
     let (c, t) = (s.client.clone(), planted.clone());
@@ -483,7 +499,7 @@ async fn a_form_held_open_across_a_login_does_not_reach_the_app_with_its_session
     // body back (the gateway is reading it: it sent 100 Continue); the
     // victim logs in; then the body comes. The app must not run it in the
     // session that login made the victim's.
-    let (app, mut logins) = held_login_app().await;
+    let (app, mut logins, _) = held_login_app().await;
     let s = Setup::new(app, "", RULES).await;
     let planted = token_of(&s.client.get("https://app.test/new").await).unwrap();
     let mut tls = s.client.tls("app.test", Proto::H1).await.unwrap();
@@ -512,6 +528,46 @@ async fn a_form_held_open_across_a_login_does_not_reach_the_app_with_its_session
     assert!(!out.contains("victimsid"), "{out}");
     let res = get_with(&s.client, "/account", &fresh).await;
     assert_eq!(res.header("x-seen-cookie"), Some("PHPSESSID=victimsid"));
+}
+
+#[tokio::test]
+async fn a_streamed_body_held_open_across_a_login_is_cut_off() {
+    // As above, with a body the gateway streams (JSON, not a form): the
+    // head went upstream with the session, so the body is cut off once the
+    // login has re-keyed it, and the app, which reads it whole, never runs.
+    let (app, mut logins, ran) = held_login_app().await;
+    let s = Setup::new(app, "", RULES).await;
+    let planted = token_of(&s.client.get("https://app.test/new").await).unwrap();
+    let mut tls = s.client.tls("app.test", Proto::H1).await.unwrap();
+    let head = format!(
+        "POST /api HTTP/1.1\r\nHost: app.test\r\nCookie: __Host-sg={planted}\r\n\
+         Content-Type: application/json\r\nContent-Length: 7\r\n\
+         Expect: 100-continue\r\nConnection: close\r\n\r\n"
+    );
+    tls.write_all(head.as_bytes()).await.unwrap();
+    let mut buf = vec![0; 256];
+    let n = tls.read(&mut buf).await.unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 100"));
+    let (c, t) = (s.client.clone(), planted.clone());
+    let victim = tokio::spawn(async move { login(&c, "/login.php", &t, "right").await });
+    logins.recv().await.unwrap().send(()).unwrap();
+    let fresh = token_of(&victim.await.unwrap()).expect("re-keyed");
+    tls.write_all(b"{\"a\":1}").await.unwrap();
+    let mut out = Vec::new();
+    let _ = tls.read_to_end(&mut out).await;
+    let out = String::from_utf8_lossy(&out);
+    assert!(out.starts_with("HTTP/1.1 502"), "{out}");
+    assert!(
+        ran.lock().unwrap().is_empty(),
+        "the app ran it: {:?}",
+        ran.lock().unwrap()
+    );
+    // An honest request in the session is untouched by the check.
+    let req = Request::post("https://app.test/api")
+        .body(full("{}"))
+        .unwrap();
+    s.client.send(Proto::H2, with_token(req, &fresh)).await;
+    assert_eq!(*ran.lock().unwrap(), ["PHPSESSID=victimsid"]);
 }
 
 #[tokio::test]

@@ -4,6 +4,7 @@
 //! buffered whole.
 
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
@@ -14,11 +15,67 @@ use hyper::body::Incoming;
 use super::error::BoxError;
 use crate::policy::form;
 use crate::policy::html::HtmlCleaner;
+use crate::session::MemoryStore;
+use crate::session::token::TokenKey;
 
-/// What the gateway sends upstream.
+/// A request body as read: streamed through the size limit, a form read
+/// whole, or a form filtered as it streams.
 /// (The streaming form filter is boxed, as the HTML cleaner is in `Body`: a
 /// request moves several times on its way upstream.)
-pub type UpstreamBody = Either<Limited<Incoming>, Either<Full<Bytes>, Box<FormBody>>>;
+pub type RequestBody = Either<Limited<Incoming>, Either<Full<Bytes>, Box<FormBody>>>;
+
+/// What the gateway sends upstream: the request body and, for one that
+/// carries its session's vault and is still arriving, that session. Each
+/// chunk is let through only while the session still has the token the
+/// request came with: a body held open while a login re-keys the session
+/// (or a logout ends it) is cut off before its end, so an app that reads a
+/// body whole before running (PHP's built-in server, PHP-FPM behind a
+/// buffering server) never runs it in the session that login authenticated.
+pub struct UpstreamBody {
+    inner: RequestBody,
+    bound: Option<Box<Bound>>,
+}
+
+pub struct Bound {
+    pub store: Arc<MemoryStore>,
+    pub id: u64,
+    pub token: TokenKey,
+}
+
+impl UpstreamBody {
+    pub fn new(inner: RequestBody, bound: Option<Box<Bound>>) -> UpstreamBody {
+        UpstreamBody { inner, bound }
+    }
+}
+
+impl HttpBody for UpstreamBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        let frame = ready!(Pin::new(&mut this.inner).poll_frame(cx));
+        if let (Some(Ok(_)), Some(b)) = (&frame, &this.bound)
+            && !b.store.holds(b.id, b.token)
+        {
+            return Poll::Ready(Some(Err(
+                "the session was re-keyed or ended while the request body arrived".into(),
+            )));
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
 
 /// A request form filtered as it streams (sent chunked: its length changes).
 pub type FormBody = Filtered<Limited<Incoming>, form::Filter>;

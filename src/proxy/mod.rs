@@ -362,7 +362,18 @@ impl Gateway {
                 Err(res) => return Ok((res, None)),
             },
         };
-        let upstream_req = Request::from_parts(parts, body);
+        let bound = vault_ctx
+            .as_ref()
+            .and_then(vault::VaultCtx::carried)
+            .filter(|_| !http_body::Body::is_end_stream(&body))
+            .map(|(id, token)| {
+                Box::new(body::Bound {
+                    store: self.store.clone(),
+                    id,
+                    token,
+                })
+            });
+        let upstream_req = Request::from_parts(parts, UpstreamBody::new(body, bound));
 
         // Forward.
         let sent = tokio::time::timeout(
@@ -527,7 +538,7 @@ async fn form_body(
     declared_len: Option<u64>,
     site: &Site,
     client: IpAddr,
-) -> Result<UpstreamBody, ProxyError> {
+) -> Result<body::RequestBody, ProxyError> {
     // Nothing to filter (a GET that names a form type, say).
     if http_body::Body::is_end_stream(&body) {
         return Ok(Either::Left(body));

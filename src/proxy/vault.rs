@@ -53,7 +53,22 @@ pub struct VaultCtx {
     /// The token a login request was given as it started (see
     /// `on_request`), for its response to hand out whatever the outcome.
     rekeyed: Option<Token>,
+    /// The token the request presented for its live session.
+    presented: Option<TokenKey>,
     _login_window: Option<LoginWindow>,
+}
+
+impl VaultCtx {
+    /// The session this request carries the vault of, and the token it
+    /// holds now (this request's own re-key included): what its body is
+    /// bound to.
+    pub fn carried(&self) -> Option<(u64, TokenKey)> {
+        let token = match &self.rekeyed {
+            Some(t) => t.hash().key(),
+            None => self.presented?,
+        };
+        self.session.filter(|_| self.writable).map(|id| (id, token))
+    }
 }
 
 /// Open while a login request is in flight; other requests with the same
@@ -287,6 +302,7 @@ pub async fn on_request(
         login,
         logout,
         rekeyed,
+        presented: live.map(|(_, _, key)| key),
         _login_window: window,
     })
 }

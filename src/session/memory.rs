@@ -612,6 +612,12 @@ impl MemoryStore {
         }
     }
 
+    /// Whether `token` is still the session's token (not re-keyed, not
+    /// ended).
+    pub fn holds(&self, id: u64, token: TokenKey) -> bool {
+        self.sessions.get(&id).is_some_and(|s| s.token == token)
+    }
+
     pub fn begin_login(&self, id: u64) {
         if let Some(mut s) = self.sessions.get_mut(&id) {
             s.logins_in_flight = s.logins_in_flight.saturating_add(1);
