@@ -494,6 +494,29 @@ async fn a_login_the_client_abandons_still_kills_the_token() {
 }
 
 #[tokio::test]
+async fn a_login_after_an_abandoned_one_still_logs_in() {
+    // A double-click: the browser cancels the first login, which had been
+    // re-keyed to a token it never received, and sends the second with the
+    // old one. That login carries no vault, but it may start the session
+    // the app gives it, so the user is not locked out until the old token
+    // fades.
+    let (app, mut logins, _) = held_login_app().await;
+    let s = Setup::new(app, "", RULES).await;
+    let token = token_of(&s.client.get("https://app.test/new").await).unwrap();
+    let (c, t) = (s.client.clone(), token.clone());
+    let first = tokio::spawn(async move { login(&c, "/login.php", &t, "right").await });
+    let go = logins.recv().await.unwrap();
+    first.abort();
+    let _ = go.send(());
+    let (c, t) = (s.client.clone(), token.clone());
+    let second = tokio::spawn(async move { login(&c, "/login.php", &t, "right").await });
+    logins.recv().await.unwrap().send(()).unwrap();
+    let fresh = token_of(&second.await.unwrap()).expect("the second login started a session");
+    let res = get_with(&s.client, "/account", &fresh).await;
+    assert_eq!(res.header("x-seen-cookie"), Some("PHPSESSID=anonsid"));
+}
+
+#[tokio::test]
 async fn a_form_held_open_across_a_login_does_not_reach_the_app_with_its_session() {
     // The attacker starts a request with the planted token and holds its
     // body back (the gateway is reading it: it sent 100 Continue); the

@@ -61,10 +61,47 @@ pub fn strip_in_url(url: &str, names: &NameSet) -> Option<String> {
         0
     };
     let (head, tail) = url.split_at(start);
-    if head.is_empty() {
-        return strip(tail, names).map(keep_on_host);
+    if !head.is_empty() {
+        return strip(tail, names).map(|t| format!("{head}{t}"));
     }
-    strip(tail, names).map(|t| format!("{head}{t}"))
+    let stripped = strip(tail, names)?;
+    // `https:/;jsessionid=1/evil.example/` is a reference on this host (a
+    // scheme without `//`), which stripping would turn into
+    // `https://evil.example/`: a result that gained an authority loses its
+    // scheme and is kept on the host.
+    Some(match authority_at(&stripped) {
+        Some(at) if authority_at(url).is_none() => keep_on_host(stripped[at..].to_string()),
+        _ => keep_on_host(stripped),
+    })
+}
+
+/// Where a URL's `//` (or `\\`, as browsers read it) starts, if it has an
+/// authority: right at the start or after a scheme, tabs and newlines
+/// skipped as browsers skip them.
+fn authority_at(url: &str) -> Option<usize> {
+    let b = url.as_bytes();
+    let skip = |mut i: usize| {
+        while i < b.len() && matches!(b[i], b'\t' | b'\n' | b'\r') {
+            i += 1;
+        }
+        i
+    };
+    let mut i = skip(0);
+    let scheme_end = b[i..]
+        .iter()
+        .position(|&c| !(c.is_ascii_alphanumeric() || b"+.-\t\n\r".contains(&c)))
+        .map(|n| i + n);
+    if let Some(colon) = scheme_end.filter(|&c| c > i && b[c] == b':' && b[i].is_ascii_alphabetic())
+    {
+        i = colon + 1;
+    }
+    let start = i;
+    let slash = |j: usize| matches!(b.get(j), Some(b'/' | b'\\'));
+    i = skip(i);
+    if !slash(i) {
+        return None;
+    }
+    (slash(skip(i + 1))).then_some(start)
 }
 
 /// A path made by removing session IDs may start with two slashes
@@ -207,6 +244,22 @@ mod tests {
         );
         assert_eq!(keep_on_host("//evil.example/".into()), "/.//evil.example/");
         assert_eq!(keep_on_host("/a//b".into()), "/a//b");
+        // A scheme without `//` is this host too: stripping must not give
+        // it an authority.
+        for (url, want) in [
+            ("https:/;jsessionid=1/evil.example/", "/.//evil.example/"),
+            ("https:;jsessionid=1//evil.example/", "/.//evil.example/"),
+            (
+                "HTTPS:\t/;jsessionid=1/\\evil.example/",
+                "/.\t//\\evil.example/",
+            ),
+            (
+                "mailto:a@b.test?subject=x&PHPSESSID=1",
+                "mailto:a@b.test?subject=x",
+            ),
+        ] {
+            assert_eq!(strip_in_url(url, &names).as_deref(), Some(want), "{url}");
+        }
     }
 
     fn names() -> NameSet {

@@ -238,7 +238,12 @@ pub async fn on_request(
             .any(|l| l.covers(&r.method, &normalized));
     }
 
-    let mut writable = !stale;
+    // A login may start a new session even with a replaced token: the
+    // browser may never have received the token its first attempt was
+    // re-keyed to (a double-click cancels that attempt; so does a lost
+    // response), and the user must be able to log in again at once. It
+    // carries no vault, so it can only ever start a session of its own.
+    let mut writable = !stale || login.is_some();
     let mut window = None;
     let mut rekeyed = None;
     // A login re-keys as it starts, not when its response says it worked:
@@ -263,7 +268,6 @@ pub async fn on_request(
             None => {
                 live = None;
                 stale = true;
-                writable = false;
             }
         }
     }
