@@ -963,58 +963,6 @@ async fn websocket_upgrades_pass_end_to_end() {
     assert!(echoes(&mut ws, b"hello").await);
 }
 
-/// An upstream that accepts any upgrade and echoes the tunnel's bytes until
-/// the gateway closes it.
-async fn echo_upgrades() -> Upstream {
-    Upstream::custom(|mut req: Request<hyper::body::Incoming>| async move {
-        assert_eq!(req.headers()["upgrade"], "websocket");
-        let on = hyper::upgrade::on(&mut req);
-        tokio::spawn(async move {
-            let mut io = hyper_util::rt::TokioIo::new(on.await.unwrap());
-            let mut buf = [0u8; 64];
-            loop {
-                match io.read(&mut buf).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => {
-                        if io.write_all(&buf[..n]).await.is_err() {
-                            break;
-                        }
-                    }
-                }
-            }
-        });
-        Response::builder()
-            .status(101)
-            .header("connection", "upgrade")
-            .header("upgrade", "websocket")
-            .body(full(""))
-            .unwrap()
-    })
-    .await
-}
-
-type Tunnel = hyper_util::rt::TokioIo<hyper::upgrade::Upgraded>;
-
-async fn open_tunnel(client: &Client) -> Tunnel {
-    let tls = client.tls("app.test", Proto::H1).await.unwrap();
-    let req = Request::get("https://app.test/ws")
-        .header("connection", "Upgrade")
-        .header("upgrade", "websocket")
-        .body(full(""))
-        .unwrap();
-    let res = send_on(tls, Proto::H1, req).await;
-    assert_eq!(res.status(), StatusCode::SWITCHING_PROTOCOLS);
-    hyper_util::rt::TokioIo::new(hyper::upgrade::on(res).await.unwrap())
-}
-
-async fn echoes(io: &mut Tunnel, msg: &[u8]) -> bool {
-    if io.write_all(msg).await.is_err() {
-        return false;
-    }
-    let mut buf = vec![0u8; msg.len()];
-    io.read_exact(&mut buf).await.is_ok() && buf == msg
-}
-
 /// Resolves once the gateway no longer accepts connections.
 async fn listener_gone(addr: std::net::SocketAddr) {
     loop {

@@ -3,6 +3,7 @@
 //! through the session-ID cleaner. Filters work chunk by chunk; nothing is
 //! buffered whole.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
@@ -11,6 +12,7 @@ use bytes::Bytes;
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use http_body_util::{Either, Full, Limited};
 use hyper::body::Incoming;
+use tokio::sync::futures::OwnedNotified;
 
 use super::error::BoxError;
 use crate::policy::form;
@@ -25,21 +27,51 @@ use crate::session::token::TokenKey;
 pub type RequestBody = Either<Limited<Incoming>, Either<Full<Bytes>, Box<FormBody>>>;
 
 /// What the gateway sends upstream: the request body and, for one that
-/// carries its session's vault and is still arriving, that session. Each
-/// chunk is let through only while the session still has the token the
-/// request came with: a body held open while a login re-keys the session
-/// (or a logout ends it) is cut off before its end, so an app that reads a
-/// body whole before running (PHP's built-in server, PHP-FPM behind a
-/// buffering server) never runs it in the session that login authenticated.
+/// carries its session's vault and is still arriving, that session. The
+/// body goes on only while the session still has the token the request came
+/// with: a login that re-keys the session (or a logout that ends it) cuts
+/// it off at once, before its end, so an app that reads a body whole before
+/// running (PHP's built-in server, PHP-FPM behind a buffering server) never
+/// runs it in the session that login authenticated.
 pub struct UpstreamBody {
     inner: RequestBody,
     bound: Option<Box<Bound>>,
 }
 
+/// A session's token as a request (its body, or its WebSocket tunnel)
+/// found it, and a wake-up for when that changes.
 pub struct Bound {
-    pub store: Arc<MemoryStore>,
-    pub id: u64,
-    pub token: TokenKey,
+    store: Arc<MemoryStore>,
+    id: u64,
+    token: TokenKey,
+    changed: Pin<Box<OwnedNotified>>,
+}
+
+impl Bound {
+    pub fn new(store: Arc<MemoryStore>, id: u64, token: TokenKey) -> Bound {
+        let mut changed = Box::pin(store.watch(id).notified_owned());
+        // Registered now, so that a re-key from here on wakes this request
+        // even before it is polled; one before is seen by `holds`.
+        changed.as_mut().enable();
+        Bound {
+            store,
+            id,
+            token,
+            changed,
+        }
+    }
+
+    /// Whether the session no longer has the token (re-keyed or ended);
+    /// otherwise registers to be woken when that happens.
+    pub fn poll_lost(&mut self, cx: &mut Context<'_>) -> bool {
+        self.changed.as_mut().poll(cx).is_ready() || !self.store.holds(self.id, self.token)
+    }
+}
+
+impl Drop for Bound {
+    fn drop(&mut self) {
+        self.store.unwatch(self.id);
+    }
 }
 
 impl UpstreamBody {
@@ -57,15 +89,14 @@ impl HttpBody for UpstreamBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
-        let frame = ready!(Pin::new(&mut this.inner).poll_frame(cx));
-        if let (Some(Ok(_)), Some(b)) = (&frame, &this.bound)
-            && !b.store.holds(b.id, b.token)
+        if let Some(b) = &mut this.bound
+            && b.poll_lost(cx)
         {
             return Poll::Ready(Some(Err(
                 "the session was re-keyed or ended while the request body arrived".into(),
             )));
         }
-        Poll::Ready(frame)
+        Pin::new(&mut this.inner).poll_frame(cx)
     }
 
     fn is_end_stream(&self) -> bool {

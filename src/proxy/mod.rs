@@ -362,17 +362,10 @@ impl Gateway {
                 Err(res) => return Ok((res, None)),
             },
         };
-        let bound = vault_ctx
-            .as_ref()
-            .and_then(vault::VaultCtx::carried)
+        let carried = vault_ctx.as_ref().and_then(vault::VaultCtx::carried);
+        let bound = carried
             .filter(|_| !http_body::Body::is_end_stream(&body))
-            .map(|(id, token)| {
-                Box::new(body::Bound {
-                    store: self.store.clone(),
-                    id,
-                    token,
-                })
-            });
+            .map(|(id, token)| Box::new(body::Bound::new(self.store.clone(), id, token)));
         let upstream_req = Request::from_parts(parts, UpstreamBody::new(body, bound));
 
         // Forward.
@@ -423,7 +416,15 @@ impl Gateway {
             }
         }
         if let Some((client_upgrade, upstream_upgrade)) = switching {
-            tokio::spawn(tunnel(client_upgrade, upstream_upgrade, conn.slot.clone()));
+            // A tunnel opened in a session lives as long as the session's
+            // token: a login's re-key or a logout closes it.
+            let bound = carried.map(|(id, token)| body::Bound::new(self.store.clone(), id, token));
+            tokio::spawn(tunnel(
+                client_upgrade,
+                upstream_upgrade,
+                conn.slot.clone(),
+                bound,
+            ));
         }
         harden_set_cookies(res.headers_mut(), site, public_host, client);
         let public = Public {
@@ -779,7 +780,15 @@ async fn tunnel(
     client: hyper::upgrade::OnUpgrade,
     upstream: hyper::upgrade::OnUpgrade,
     mut slot: crate::server::ConnSlot,
+    mut bound: Option<body::Bound>,
 ) {
+    let session_lost = std::future::poll_fn(|cx| {
+        if bound.as_mut().is_some_and(|b| b.poll_lost(cx)) {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    });
     let relay = async {
         match tokio::try_join!(client, upstream) {
             Ok((c, u)) => {
@@ -791,11 +800,16 @@ async fn tunnel(
             Err(e) => tracing::debug!(error = %e, "protocol upgrade failed"),
         }
     };
+    // The session first: once it is gone, not another byte is relayed.
     tokio::select! {
-        () = relay => {}
+        biased;
+        () = session_lost => {
+            tracing::debug!("upgraded connection closed: its session was re-keyed or ended");
+        }
         () = slot.closing() => {
             tracing::debug!("upgraded connection closed: shutdown grace period over");
         }
+        () = relay => {}
     }
 }
 

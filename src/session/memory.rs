@@ -11,11 +11,13 @@
 //! are seconds since the store started (`u32`), token keys are 128 bits, a
 //! token entry is one `u64`, and each vaulted cookie is one allocation.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use dashmap::DashMap;
 use dashmap::mapref::entry::Entry as MapEntry;
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::token::{Token, TokenHash, TokenKey};
@@ -253,6 +255,11 @@ pub struct MemoryStore {
     timeouts: Vec<Timeouts>,
     max_sessions: usize,
     tombstone_ttl: Duration,
+    /// What is bound to a session's token (a request body still arriving, a
+    /// WebSocket tunnel) waits here to hear that the token changed or the
+    /// session ended. Beside the sessions, made only when something binds:
+    /// a session with nothing bound costs nothing more.
+    watchers: DashMap<u64, Arc<Notify>>,
 }
 
 impl MemoryStore {
@@ -275,6 +282,26 @@ impl MemoryStore {
             timeouts,
             max_sessions,
             tombstone_ttl,
+            watchers: DashMap::new(),
+        }
+    }
+
+    /// What to wait on for the end of a session's current token.
+    pub fn watch(&self, id: u64) -> Arc<Notify> {
+        self.watchers.entry(id).or_default().clone()
+    }
+
+    /// Forgets a session's watcher once nothing but the caller (about to
+    /// drop its own) holds it.
+    pub fn unwatch(&self, id: u64) {
+        self.watchers
+            .remove_if(&id, |_, n| Arc::strong_count(n) <= 2);
+    }
+
+    /// Wakes what is bound to the session's token: it changed or ended.
+    fn release(&self, id: u64) {
+        if let Some((_, n)) = self.watchers.remove(&id) {
+            n.notify_waiters();
         }
     }
 
@@ -332,6 +359,7 @@ impl MemoryStore {
     /// Removes a session with its token and backend bindings.
     fn destroy(&self, id: u64) -> Option<(u16, TokenKey)> {
         let (_, s) = self.sessions.remove(&id)?;
+        self.release(id);
         self.tokens.remove(&s.token);
         for c in s.vault.iter() {
             self.backend
@@ -644,6 +672,8 @@ impl MemoryStore {
         self.tokens.insert(s.token, id);
         let until = self.secs_after(now, self.tombstone_ttl);
         self.tokens.insert(expected, TOMBSTONE | u64::from(until));
+        drop(s);
+        self.release(id);
         Some(token)
     }
 
@@ -664,6 +694,8 @@ impl MemoryStore {
         self.tokens.insert(s.token, id);
         let until = self.secs_after(now, self.tombstone_ttl);
         self.tokens.insert(old, TOMBSTONE | u64::from(until));
+        drop(s);
+        self.release(id);
         Some((Some(token), old))
     }
 

@@ -20,6 +20,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rcgen::{CertificateParams, DnType, IsCa, Issuer, KeyPair};
 use rustls::pki_types::{CertificateDer, ServerName};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 use tokio_rustls::TlsConnector;
@@ -449,7 +450,6 @@ pub async fn exchange<S>(mut s: S, bytes: &[u8]) -> String
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     s.write_all(bytes).await.unwrap();
     let mut out = Vec::new();
     let _ = s.read_to_end(&mut out).await;
@@ -663,4 +663,68 @@ pub fn with_token(mut req: Request<TestBody>, token: &str) -> Request<TestBody> 
         format!("__Host-sg={token}").parse().unwrap(),
     );
     req
+}
+
+/// An upstream that accepts any upgrade and echoes the tunnel's bytes until
+/// the gateway closes it.
+pub async fn echo_upgrades() -> Upstream {
+    Upstream::custom(|req: Request<Incoming>| async move { echo_upgrade(req) }).await
+}
+
+/// Accepts an upgrade and echoes the tunnel's bytes until the gateway
+/// closes it.
+pub fn echo_upgrade(mut req: Request<Incoming>) -> Response<TestBody> {
+    assert_eq!(req.headers()["upgrade"], "websocket");
+    let on = hyper::upgrade::on(&mut req);
+    tokio::spawn(async move {
+        let mut io = TokioIo::new(on.await.unwrap());
+        let mut buf = [0u8; 64];
+        loop {
+            match io.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if io.write_all(&buf[..n]).await.is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+    });
+    Response::builder()
+        .status(101)
+        .header("connection", "upgrade")
+        .header("upgrade", "websocket")
+        .body(full(""))
+        .unwrap()
+}
+
+pub type Tunnel = TokioIo<hyper::upgrade::Upgraded>;
+
+/// Opens a WebSocket-style tunnel to `/ws`, with the gateway token if given.
+pub async fn open_tunnel_with(client: &Client, token: Option<&str>) -> Tunnel {
+    let tls = client.tls("app.test", Proto::H1).await.unwrap();
+    let mut req = Request::get("https://app.test/ws")
+        .header("connection", "Upgrade")
+        .header("upgrade", "websocket")
+        .body(full(""))
+        .unwrap();
+    if let Some(t) = token {
+        req = with_token(req, t);
+    }
+    let res = send_on(tls, Proto::H1, req).await;
+    assert_eq!(res.status(), StatusCode::SWITCHING_PROTOCOLS);
+    TokioIo::new(hyper::upgrade::on(res).await.unwrap())
+}
+
+pub async fn open_tunnel(client: &Client) -> Tunnel {
+    open_tunnel_with(client, None).await
+}
+
+/// Whether `msg` comes back through the tunnel.
+pub async fn echoes(io: &mut Tunnel, msg: &[u8]) -> bool {
+    if io.write_all(msg).await.is_err() {
+        return false;
+    }
+    let mut buf = vec![0u8; msg.len()];
+    io.read_exact(&mut buf).await.is_ok() && buf == msg
 }
