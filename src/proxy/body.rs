@@ -12,6 +12,7 @@ use bytes::Bytes;
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use http_body_util::{Either, Full, Limited};
 use hyper::body::Incoming;
+use tokio::sync::Notify;
 use tokio::sync::futures::OwnedNotified;
 
 use super::error::BoxError;
@@ -44,12 +45,14 @@ pub struct Bound {
     store: Arc<MemoryStore>,
     id: u64,
     token: TokenKey,
+    notify: Arc<Notify>,
     changed: Pin<Box<OwnedNotified>>,
 }
 
 impl Bound {
     pub fn new(store: Arc<MemoryStore>, id: u64, token: TokenKey) -> Bound {
-        let mut changed = Box::pin(store.watch(id).notified_owned());
+        let notify = store.watch(id);
+        let mut changed = Box::pin(notify.clone().notified_owned());
         // Registered now, so that a re-key from here on wakes this request
         // even before it is polled; one before is seen by `holds`.
         changed.as_mut().enable();
@@ -57,6 +60,7 @@ impl Bound {
             store,
             id,
             token,
+            notify,
             changed,
         }
     }
@@ -70,7 +74,7 @@ impl Bound {
 
 impl Drop for Bound {
     fn drop(&mut self) {
-        self.store.unwatch(self.id);
+        self.store.unwatch(self.id, &self.notify);
     }
 }
 

@@ -292,10 +292,13 @@ impl MemoryStore {
     }
 
     /// Forgets a session's watcher once nothing but the caller (about to
-    /// drop its own) holds it.
-    pub fn unwatch(&self, id: u64) {
-        self.watchers
-            .remove_if(&id, |_, n| Arc::strong_count(n) <= 2);
+    /// drop its two handles: its own and its waiter's) holds it, and only
+    /// if it is still the one the caller waited on: after a re-key, a late
+    /// caller must not remove the watcher of the new token.
+    pub fn unwatch(&self, id: u64, mine: &Arc<Notify>) {
+        self.watchers.remove_if(&id, |_, n| {
+            Arc::ptr_eq(n, mine) && Arc::strong_count(n) <= 3
+        });
     }
 
     /// Wakes what is bound to the session's token: it changed or ended.
